@@ -1,0 +1,10 @@
+"""AdaFuse: adaptive word-level ensemble decoding of LLMs with different tokenizers."""
+from .config import DecodeConfig
+from .decode import generate, stream
+from .errors import AdafuseError, InputError, ModelLoadError
+from .models import DEFAULT_PAIR, LM, PRESETS, Preset, cache_dir, is_cached, load_model, load_models
+from .trace import Candidate, Proposal, Round, Stats, Trace
+
+__all__ = ["DecodeConfig", "generate", "stream", "AdafuseError", "InputError", "ModelLoadError",
+           "DEFAULT_PAIR", "LM", "PRESETS", "Preset", "cache_dir", "is_cached", "load_model", "load_models",
+           "Candidate", "Proposal", "Round", "Stats", "Trace"]

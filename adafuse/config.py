@@ -1,0 +1,92 @@
+"""Decoding settings and their validation (shared by the library, CLI, app and eval harness)."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from .errors import InputError
+
+MODES = ("adafuse", "fixed", "greedy")
+PROMPT_FORMATS = ("raw", "chat")
+
+# Upper bounds that keep one request from running away; far above anything useful.
+MAX_WORDS_LIMIT = 32
+MAX_BRANCHES_LIMIT = 16
+MAX_NEW_TOKENS_LIMIT = 8192
+MAX_STOP_STRINGS = 16
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    mode: str = "adafuse"          # adafuse | fixed | greedy
+    tau: float = 0.7               # margin threshold p(1) - p(2) at a word start
+    max_words: int = 3             # M: most words in one model's span per round
+    branches: int = 1              # B: alternative words tried at an uncertain word start
+    fixed_words: int = 1           # L: words per round in `fixed` mode
+    max_new_tokens: int = 64       # counted in each model's own tokens (see README)
+    prompt_format: str = "raw"     # raw | chat
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    def validated(self) -> "DecodeConfig":
+        """Return a copy with normalised types, or raise InputError naming the bad value."""
+        if self.mode not in MODES:
+            raise InputError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise InputError(f"unknown prompt format {self.prompt_format!r}; choose raw or chat")
+        tau = _number("tau", self.tau)
+        # The library accepts tau > 1 ("never confident": every round branches at its first
+        # word, the ablation behind invariant (c)); user-facing entry points call
+        # check_tau_range() and refuse it.
+        if tau < 0.0:
+            raise InputError(f"tau must be in [0, 1], got {self.tau!r}")
+        max_words = _integer("max_words (M)", self.max_words, 1, MAX_WORDS_LIMIT)
+        branches = _integer("branches (B)", self.branches, 1, MAX_BRANCHES_LIMIT)
+        fixed_words = _integer("fixed_words (L)", self.fixed_words, 1, MAX_WORDS_LIMIT)
+        max_new_tokens = _integer("max_new_tokens", self.max_new_tokens, 1, MAX_NEW_TOKENS_LIMIT)
+        stop = self.stop
+        if isinstance(stop, str):
+            stop = (stop,)
+        stop = tuple(stop or ())
+        if len(stop) > MAX_STOP_STRINGS:
+            raise InputError(f"at most {MAX_STOP_STRINGS} stop strings, got {len(stop)}")
+        for s in stop:
+            if not isinstance(s, str) or s == "":
+                raise InputError(f"stop strings must be non-empty text, got {s!r}")
+        return DecodeConfig(self.mode, tau, max_words, branches, fixed_words, max_new_tokens,
+                            self.prompt_format, stop)
+
+    def check_tau_range(self) -> "DecodeConfig":
+        """User-facing entry points (CLI, app) accept tau only in [0, 1]."""
+        if not 0.0 <= _number("tau", self.tau) <= 1.0:
+            raise InputError(f"tau must be in [0, 1], got {self.tau!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+def _number(name: str, value) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if math.isnan(out) or math.isinf(out):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    return out
+
+
+def _integer(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be an integer, got {value!r}") from None
+    if math.isnan(as_float) or as_float != int(as_float):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    out = int(as_float)
+    if not low <= out <= high:
+        raise InputError(f"{name} must be between {low} and {high}, got {out}")
+    return out

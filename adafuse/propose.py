@@ -1,0 +1,165 @@
+"""One model's proposal for a round: greedy words while confident, branching where uncertain.
+
+The margin p(1) - p(2) at a word start is read from the distribution that the forward ending the
+previous word already produced, so it costs no forward of its own. Branches (B > 1) run as one
+batched forward per step over a fanned-out copy of the cache.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import kv
+from .config import DecodeConfig
+from .state import ModelState, forward
+from .trace import Proposal
+from .vocab import decode_suffix
+
+# A "word" with no whitespace for this many tokens (a URL, CJK text) is cut: the round ends
+# there and the next one carries on from the same tokens, so greedy output is unchanged.
+MAX_WORD_TOKENS = 32
+
+
+@dataclass
+class Span:
+    """A span in its proposer's own tokens, with where its KV lives for a cheap commit."""
+    text: str
+    token_ids: list[int]          # excluding EOS
+    token_logprobs: list[float]   # one per token, EOS included when `eos`
+    eos: bool
+    words: int
+    cache: object                 # the cache holding this span's KV ...
+    row: int                      # ... in this batch row
+    next_logprobs: torch.Tensor | None   # distribution after the span (None after EOS)
+
+    @property
+    def nll(self) -> float:
+        return -sum(self.token_logprobs) / len(self.token_logprobs)
+
+
+@dataclass
+class Word:
+    tokens: list[int]
+    logprobs: list[float]
+    eos: bool
+    next_logprobs: torch.Tensor | None
+    row: int
+
+
+def margin(logprobs: torch.Tensor) -> float:
+    top = logprobs.topk(2).values.exp()
+    return float(top[0] - top[1])
+
+
+def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, firsts: list[int],
+                   budget: int) -> list[Word]:
+    """Greedily complete one word per first token, all rows in one batched forward per step.
+
+    A row ends before a token that starts with whitespace, at EOS, at `budget` tokens or at
+    MAX_WORD_TOKENS. Its last token is always forwarded, so its next-word distribution is known.
+    """
+    vocab = state.lm.vocab
+    rows = len(firsts)
+    words = [Word([f], [float(first_logprobs[f])], bool(vocab.is_eos[f]), None, r) for r, f in enumerate(firsts)]
+    live = [not w.eos for w in words]
+    current = torch.tensor(firsts, device=state.lm.device)
+    if not any(live):
+        return words
+    limit = min(budget, MAX_WORD_TOKENS)
+    while True:
+        logprobs = torch.log_softmax(forward(state, current[:, None], cache, logits_to_keep=1)[:, -1], dim=-1)
+        nxt = logprobs.argmax(-1)
+        ends = vocab.starts_word[nxt] | vocab.is_eos[nxt]
+        nxt_l, ends_l = nxt.tolist(), ends.tolist()
+        for r in range(rows):
+            if not live[r]:
+                continue
+            w = words[r]
+            if ends_l[r] or len(w.tokens) >= limit:
+                live[r], w.next_logprobs = False, logprobs[r]
+            else:
+                w.tokens.append(nxt_l[r])
+                w.logprobs.append(float(logprobs[r, nxt_l[r]]))
+        if not any(live):
+            return words
+        current = nxt  # finished rows keep stepping on junk; their outputs are never read
+
+
+def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal, list[Span]]:
+    """Extend `state.cache` with this model's span(s); return the trace record and the spans."""
+    lm = state.lm
+    target = {"adafuse": cfg.max_words, "fixed": cfg.fixed_words, "greedy": 1}[cfg.mode]
+    base = len(state.ids)
+    tokens: list[int] = []
+    logprobs: list[float] = []
+    words: list[str] = []
+    margins: list[float] = []
+    dist = state.next_logprobs
+    branched = eos = False
+    branch_words: list[Word] = []
+    branch_cache = None
+    while len(words) < target and len(tokens) < budget:
+        m = margin(dist)
+        margins.append(m)
+        uncertain = cfg.mode == "adafuse" and m < cfg.tau
+        if uncertain and cfg.branches > 1:
+            branched = True
+            branch_cache, branch_words = _branch(state, state.ids + tokens, dist, cfg.branches,
+                                                 budget - len(tokens))
+            break
+        (word,) = complete_words(state, state.cache, dist, [int(dist.argmax())], budget - len(tokens))
+        if word.eos:  # EOS at a word start ends the span; it is not a word
+            logprobs.append(word.logprobs[0])
+            eos = True
+            break
+        words.append(decode_suffix(lm.tokenizer, state.ids + tokens, word.tokens))
+        tokens += word.tokens
+        logprobs += word.logprobs
+        dist = word.next_logprobs
+        if uncertain:  # B = 1: the branch is the greedy word; the round stops here
+            branched = True
+            break
+
+    prefix_text = "".join(words)
+    if not branch_words:
+        span = Span(prefix_text, tokens, logprobs, eos, len(words), state.cache, 0, None if eos else dist)
+        return Proposal(state.name, words, margins, branched, [span.text], eos), [span]
+
+    spans = []
+    for w in branch_words:
+        w_tokens = [] if w.eos else w.tokens
+        w_text = decode_suffix(lm.tokenizer, state.ids + tokens, w_tokens)
+        spans.append(Span(prefix_text + w_text, tokens + w_tokens, logprobs + w.logprobs, w.eos,
+                          len(words) + (0 if w.eos else 1), branch_cache, w.row, w.next_logprobs))
+    top = branch_words[0]
+    shown_words = words + ([] if top.eos else [spans[0].text[len(prefix_text):]])
+    return Proposal(state.name, shown_words, margins, True, [s.text for s in spans], top.eos), spans
+
+
+def _branch(state: ModelState, context: list[int], dist: torch.Tensor, branches: int, budget: int):
+    """The top-B first tokens whose completed words differ in text, completed in one batch.
+
+    Two first tokens can complete to the same text (" P"+"aris" and " Paris"); such a duplicate is
+    dropped and the next most likely first token tried, so the model puts forward B distinct
+    spans whenever its vocabulary allows. The re-run is rare and keeps all rows in one cache.
+    """
+    order = dist.topk(min(4 * branches, dist.shape[-1])).indices.tolist()
+    base = kv.cache_len(state.cache)
+    kept_firsts: list[int] = []
+    tried = 0
+    while True:
+        new = order[tried:tried + branches - len(kept_firsts)]
+        tried += len(new)
+        firsts = kept_firsts + new
+        cache = kv.fan_out(state.cache, len(firsts), base)
+        words = complete_words(state, cache, dist, firsts, budget)
+        kept, seen = [], set()
+        for w in words:
+            key = (decode_suffix(state.lm.tokenizer, context, [] if w.eos else w.tokens), w.eos)
+            if key not in seen:
+                seen.add(key)
+                kept.append(w)
+        if len(kept) >= branches or tried >= len(order):
+            return cache, kept[:branches]
+        kept_firsts = [firsts[w.row] for w in kept]

@@ -1,0 +1,133 @@
+"""The decision record of one decode: every round's proposals, candidates and scores.
+
+`Trace.to_dict()` is the JSON schema that the CLI, the app, the eval harness and outside
+checks read; `Trace.from_dict()` reads it back.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Proposal:
+    """What one model proposed in one round."""
+    model: str
+    words: list[str]              # its greedy span, word by word (leading whitespace kept)
+    margins: list[float]          # p(1) - p(2) at the start of each word in `words`
+    branched: bool                # stopped at an uncertain word start and branched
+    spans: list[str]              # the full span texts it put forward (B of them if branched)
+    eos: bool = False             # its greedy span ended with end-of-sequence
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "words": list(self.words), "margins": [round(m, 6) for m in self.margins],
+                "branched": self.branched, "spans": list(self.spans), "eos": self.eos}
+
+
+@dataclass
+class Candidate:
+    """One distinct span (deduplicated by text) and how every model scored it."""
+    text: str
+    proposers: list[str]
+    eos: bool = False                                  # the span ends the output
+    words: int = 0                                     # words in the span, as its proposer split it
+    nll: dict[str, float] = field(default_factory=dict)    # model -> mean per-token NLL
+    tokens: dict[str, int] = field(default_factory=dict)   # model -> tokens scored
+    score: float = float("nan")                        # mean of nll over models; lowest wins
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "proposers": list(self.proposers), "eos": self.eos, "words": self.words,
+                "nll": {k: round(v, 6) for k, v in self.nll.items()}, "tokens": dict(self.tokens),
+                "score": round(self.score, 6)}
+
+
+@dataclass
+class Round:
+    index: int
+    proposals: list[Proposal]
+    candidates: list[Candidate]
+    chosen_index: int
+
+    @property
+    def chosen(self) -> str:
+        return self.candidates[self.chosen_index].text
+
+    @property
+    def branched(self) -> bool:
+        return any(p.branched for p in self.proposals)
+
+    @property
+    def winner(self) -> Candidate:
+        return self.candidates[self.chosen_index]
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "chosen": self.chosen, "chosen_index": self.chosen_index,
+                "proposals": [p.to_dict() for p in self.proposals],
+                "candidates": [c.to_dict() for c in self.candidates]}
+
+
+@dataclass
+class Stats:
+    seconds: float = 0.0
+    forward_passes: dict[str, int] = field(default_factory=dict)
+    new_tokens: dict[str, int] = field(default_factory=dict)   # committed output tokens, each model's own count
+    stop_reason: str = ""      # eos | max_new_tokens | stop_string | context_full | cancelled
+
+    def to_dict(self) -> dict:
+        return {"seconds": round(self.seconds, 4), "forward_passes": dict(self.forward_passes),
+                "new_tokens": dict(self.new_tokens), "stop_reason": self.stop_reason}
+
+
+@dataclass
+class Trace:
+    prompt: str
+    mode: str
+    models: list[str]
+    settings: dict
+    rounds: list[Round] = field(default_factory=list)
+    text: str = ""             # the generated continuation only (after stop-string cuts)
+    stats: Stats = field(default_factory=Stats)
+
+    def spans(self) -> list[str]:
+        """The committed span of each round; the last may be cut by a stop string."""
+        out, used = [], 0
+        for r in self.rounds:
+            if used >= len(self.text):
+                break
+            piece = r.chosen[: len(self.text) - used]
+            out.append(piece)
+            used += len(piece)
+        return out
+
+    def bracketed(self) -> str:
+        """`[Singapore] [is generally a] [very safe place]`: one bracket per round."""
+        return " ".join(f"[{s.strip()}]" for s in self.spans() if s.strip())
+
+    def words_per_round(self) -> list[int]:
+        return [r.winner.words for r in self.rounds]
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "prompt": self.prompt, "mode": self.mode, "models": list(self.models),
+                "settings": dict(self.settings), "rounds": [r.to_dict() for r in self.rounds],
+                "stats": self.stats.to_dict()}
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Trace":
+        rounds = []
+        for r in d.get("rounds", []):
+            proposals = [Proposal(p["model"], list(p["words"]), list(p["margins"]), bool(p["branched"]),
+                                  list(p.get("spans", ["".join(p["words"])])), bool(p.get("eos", False)))
+                         for p in r["proposals"]]
+            candidates = [Candidate(c["text"], list(c["proposers"]), bool(c.get("eos", False)),
+                                    int(c.get("words", 0)), dict(c["nll"]), dict(c.get("tokens", {})), float(c["score"]))
+                          for c in r["candidates"]]
+            rounds.append(Round(int(r["index"]), proposals, candidates, int(r["chosen_index"])))
+        s = d.get("stats", {})
+        stats = Stats(float(s.get("seconds", 0.0)), dict(s.get("forward_passes", {})),
+                      dict(s.get("new_tokens", {})), s.get("stop_reason", ""))
+        return cls(d.get("prompt", ""), d["mode"], list(d["models"]), dict(d["settings"]), rounds,
+                   d["text"], stats)
+

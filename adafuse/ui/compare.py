@@ -1,0 +1,54 @@
+"""The comparison: the same prompt decoded by each single model alone (greedy) and by
+fixed-length rounds (L = 1, 2, 3), next to AdaFuse, each measured on the ensemble's own
+objective, latency, forward passes and, given a reference, the task metrics."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from ..config import DecodeConfig
+from ..trace import Trace
+from . import metrics
+from .render import short_name
+from .scoring import ensemble_objective
+
+FIXED_LENGTHS = (1, 2, 3)
+
+
+@dataclass
+class MethodResult:
+    name: str
+    text: str
+    objective: float                 # mean over models of each model's mean per-token NLL of `text`
+    nll: dict[str, float]            # model -> mean per-token NLL of `text`
+    seconds: float
+    forward_passes: dict[str, int]
+    metrics: dict[str, float] = field(default_factory=dict)
+    stop_reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "text": self.text,
+                "objective": None if math.isnan(self.objective) else round(self.objective, 6),
+                "nll": {k: round(v, 6) for k, v in self.nll.items()}, "seconds": round(self.seconds, 4),
+                "forward_passes": dict(self.forward_passes), "metrics": dict(self.metrics),
+                "stop_reason": self.stop_reason}
+
+
+def plan(lms: list, cfg: DecodeConfig) -> list[tuple[str, list, DecodeConfig]]:
+    """(method name, models it uses, settings) for every baseline, in display order."""
+    out = [(f"greedy {short_name(lm.name)}", [lm], replace(cfg, mode="greedy")) for lm in lms]
+    out += [(f"fixed L={n}", lms, replace(cfg, mode="fixed", fixed_words=n)) for n in FIXED_LENGTHS]
+    return out
+
+
+def measure(name: str, trace: Trace, lms: list, task: str, reference: str) -> MethodResult:
+    """Score a finished decode: the ensemble objective is computed with *all* models of the
+    ensemble, also for single-model baselines, so that the methods are compared on one scale."""
+    objective, nll = ensemble_objective(lms, trace.prompt, trace.text, trace.settings.get("prompt_format", "raw"))
+    return MethodResult(name, trace.text, objective, nll, trace.stats.seconds, dict(trace.stats.forward_passes),
+                        metrics.score(task, trace.text, reference), trace.stats.stop_reason)
+
+
+def best_index(results: list[MethodResult]) -> int | None:
+    vals = [(r.objective, i) for i, r in enumerate(results) if not math.isnan(r.objective)]
+    return min(vals)[1] if vals else None

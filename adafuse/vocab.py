@@ -1,0 +1,60 @@
+"""Per-tokenizer tables computed once at load: which tokens start a word, which end the text.
+
+A word ends before a token whose text begins with whitespace (space, newline, tab, ...) or at
+EOS. Token texts are read by decoding each token after a fixed anchor token and stripping the
+anchor's text, which works the same for byte-level BPE (where a leading space is `Ġ`) and
+SentencePiece (where it is `▁` and some decoders strip it at the start of a text).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Vocab:
+    size: int                      # rows of the model's logits (may exceed len(tokenizer))
+    starts_word: torch.Tensor      # bool [size]: token text begins with whitespace
+    eos_ids: tuple[int, ...]       # every id that ends generation
+    is_eos: torch.Tensor           # bool [size]
+    anchor_ids: list[int]          # a context for decoding single tokens (see decode_suffix)
+
+    def to(self, device) -> "Vocab":
+        return Vocab(self.size, self.starts_word.to(device), self.eos_ids, self.is_eos.to(device),
+                     self.anchor_ids)
+
+
+def build_vocab(tokenizer, logits_size: int, eos_ids) -> Vocab:
+    anchor_ids = tokenizer.encode("a", add_special_tokens=False)[-1:]
+    anchor_text = tokenizer.decode(anchor_ids)
+    n = min(len(tokenizer), logits_size)
+    texts = tokenizer.batch_decode([anchor_ids + [i] for i in range(n)])
+    starts = torch.zeros(logits_size, dtype=torch.bool)
+    starts[:n] = torch.tensor([t[len(anchor_text):len(anchor_text) + 1].isspace() for t in texts])
+    eos_ids = tuple(sorted({int(i) for i in eos_ids if i is not None and 0 <= int(i) < logits_size}))
+    is_eos = torch.zeros(logits_size, dtype=torch.bool)
+    is_eos[list(eos_ids)] = True
+    starts &= ~is_eos
+    return Vocab(logits_size, starts, eos_ids, is_eos, anchor_ids)
+
+
+def decode_suffix(tokenizer, context_ids: list[int], new_ids: list[int]) -> str:
+    """Text that `new_ids` add after `context_ids` (a few context tokens are enough).
+
+    Decoding the new tokens alone would lose a leading space under SentencePiece decoders that
+    strip it, and would split multi-byte characters whose bytes straddle the boundary.
+    """
+    if not new_ids:
+        return ""
+    context = list(context_ids[-4:])
+    base = tokenizer.decode(context) if context else ""
+    full = tokenizer.decode(context + list(new_ids))
+    if full.startswith(base):
+        return full[len(base):]
+    # A character split across the boundary decodes differently with and without its tail:
+    # fall back to the longest common prefix.
+    k = 0
+    while k < min(len(base), len(full)) and base[k] == full[k]:
+        k += 1
+    return full[k:]
