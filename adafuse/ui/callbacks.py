@@ -1,0 +1,319 @@
+"""What the app's buttons do: re-validate every input server-side (the API bypasses the
+sliders), get the models from the store, call the library, and format its trace.
+
+Errors the user can act on become `gr.Error` toasts; nothing a request does survives it
+except the loaded models, so a failed, cancelled or timed-out request leaves the app as it was.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from ..config import DecodeConfig
+from ..errors import AdafuseError, InputError, ModelLoadError
+from ..trace import Trace
+from . import charts, compare, render
+from .model_store import ModelStore, check_model_names, free_memory
+from .presets import load_task_presets, parse_stop, stop_to_text
+from .metrics import TASKS
+
+log = logging.getLogger("adafuse.app")
+
+NONE_CHOICE = "(none)"
+# The slider ranges of the UI; the server enforces them again.
+TAU_RANGE, M_RANGE, B_RANGE = (0.0, 1.0), (1, 5), (1, 5)
+MAX_PROMPT_CHARS = 20_000
+TABLE_REFRESH_S = 1.0     # while streaming, tables and charts refresh at most this often
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_new_tokens: int = 512     # per request, operator-set (ADAFUSE_MAX_NEW_TOKENS)
+    time_limit_s: float = 180.0   # per request (ADAFUSE_TIME_LIMIT); decoding stops when exceeded
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        return cls(int(os.environ.get("ADAFUSE_MAX_NEW_TOKENS", cls.max_new_tokens)),
+                   float(os.environ.get("ADAFUSE_TIME_LIMIT", cls.time_limit_s)))
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    models: tuple[str, ...]
+    prompt: str
+    cfg: DecodeConfig
+    task: str
+    reference: str
+
+
+# The order of the inputs every decoding callback takes (app.py wires components in this order).
+INPUT_NAMES = ("model_a", "model_b", "model_c", "prompt", "tau", "max_words", "branches", "max_new_tokens",
+               "stop", "prompt_format", "task", "reference")
+
+
+def parse_request(presets, limits: Limits, model_a, model_b, model_c, prompt, tau, max_words, branches,
+                  max_new_tokens, stop, prompt_format, task, reference) -> RunRequest:
+    """Validate raw inputs from the UI or API; raise InputError naming the first bad one."""
+    models = tuple(check_model_names([model_a, model_b, model_c], presets))
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InputError("the prompt is empty; type one or pick a task preset")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InputError(f"the prompt has {len(prompt)} characters; the app takes at most {MAX_PROMPT_CHARS}")
+    cfg = DecodeConfig(mode="adafuse", tau=tau, max_words=max_words, branches=branches,
+                       max_new_tokens=max_new_tokens, prompt_format=prompt_format or "raw",
+                       stop=parse_stop(stop)).validated().check_tau_range()
+    _in_range("M (max words per span)", cfg.max_words, *M_RANGE)
+    _in_range("B (branches)", cfg.branches, *B_RANGE)
+    _in_range("max new tokens", cfg.max_new_tokens, 1, limits.max_new_tokens)
+    task = task if task in TASKS else "chat"
+    reference = "" if reference is None else str(reference)
+    return RunRequest(models, prompt, cfg, task, reference.strip())
+
+
+def _in_range(name, value, low, high):
+    if not low <= value <= high:
+        raise InputError(f"{name} must be between {low} and {high} in this app, got {value}")
+
+
+def gpu_duration(*args, **kwargs) -> int:
+    """ZeroGPU duration for a decoding callback, from its max new tokens and model count."""
+    from .spaces_shim import gpu_seconds
+    named = dict(zip(INPUT_NAMES, args[-len(INPUT_NAMES):] if len(args) >= len(INPUT_NAMES) else args))
+    named.update(kwargs)
+    n_models = sum(1 for k in ("model_a", "model_b", "model_c") if named.get(k) not in (None, "", NONE_CHOICE))
+    try:
+        tokens = int(named.get("max_new_tokens") or 64)
+    except (TypeError, ValueError):
+        tokens = 64
+    return gpu_seconds(tokens, max(n_models, 2)) * 4     # the comparison decodes 4 + K more times
+
+
+def _table(headers_rows) -> pd.DataFrame:
+    headers, rows = headers_rows
+    return pd.DataFrame(rows, columns=headers)
+
+
+class Studio:
+    """The app's state across requests is only the model store; everything else is per request."""
+
+    def __init__(self, api=None, store: ModelStore | None = None, limits: Limits | None = None,
+                 export_dir: str | None = None):
+        if api is None:
+            import adafuse as api
+        self.api = api
+        self.limits = limits or Limits.from_env()
+        self.store = store or ModelStore(self._load_one)
+        self.export_dir = Path(export_dir or tempfile.mkdtemp(prefix="adafuse-exports-"))
+        self.tasks = load_task_presets()
+
+    # ---- models -----------------------------------------------------------------------------
+    def _load_one(self, name, progress=None):
+        return self.api.load_model(name, device=os.environ.get("ADAFUSE_DEVICE", "auto"),
+                                   dtype=os.environ.get("ADAFUSE_DTYPE", "auto"), trust_remote_code=False,
+                                   progress=progress)
+
+    def models_for(self, req: RunRequest, progress=None) -> list:
+        def report(message, fraction=None):
+            if progress is not None:
+                progress(fraction if fraction is not None else None, desc=str(message))
+        return self.store.get(list(req.models), progress=report)
+
+    def parse(self, *inputs) -> RunRequest:
+        return parse_request(self.api.PRESETS, self.limits, *inputs)
+
+    # ---- task presets -----------------------------------------------------------------------
+    def fill_task(self, name: str):
+        """Task preset -> (prompt, reference, prompt format, stop strings, max new tokens, task)."""
+        p = self.tasks.get(name)
+        if p is None:
+            raise gr.Error(f"unknown task preset {name!r}")
+        return (p.prompt, p.reference, p.prompt_format, stop_to_text(p.stop),
+                min(p.max_new_tokens, self.limits.max_new_tokens), p.task)
+
+    # ---- AdaFuse run ------------------------------------------------------------------------
+    def run(self, *inputs, progress=gr.Progress()):
+        """Stream an AdaFuse decode; yields the run outputs after every round.
+        Outputs: status, spans, candidates, proposals, histogram, trace state, plain text,
+        summary, JSON file, Markdown file."""
+        with _user_errors():
+            req = self.parse(*inputs)
+            yield self._status_only(f"Loading {', '.join(req.models)}…")
+            lms = self.models_for(req, progress)
+            last_table, trace = 0.0, None
+            stream = self.api.stream(lms, req.prompt, req.cfg, max_seconds=self.limits.time_limit_s)
+            try:
+                for trace in stream:
+                    now = time.monotonic()
+                    full = now - last_table >= TABLE_REFRESH_S
+                    if full:
+                        last_table = now
+                    if trace.stats.stop_reason:
+                        break                      # the final yield: rendered below
+                    yield self._live(trace, full)
+            finally:
+                stream.close()                     # also on cancel: frees this request's caches
+            if trace is None:
+                raise InputError("the decoder produced no rounds")
+            note = ""
+            if trace.stats.stop_reason == "time_limit":
+                note = (f"Stopped after the per-request time limit of {self.limits.time_limit_s:g} s; "
+                        "the output so far is shown.")
+            yield self._final(trace, req, note)
+
+    def _status_only(self, message: str):
+        return (html.escape(message),) + tuple(gr.skip() for _ in range(9))
+
+    def _live(self, trace: Trace, full: bool):
+        status = f"Decoding… round {len(trace.rounds)}"
+        spans = render.spans_html(trace, live=True)
+        if not full:
+            return (status, spans) + tuple(gr.skip() for _ in range(8))
+        return (status, spans, _table(render.candidate_table(trace)), _table(render.proposal_table(trace)),
+                charts.words_histogram(trace), gr.skip(), trace.text, gr.skip(), gr.skip(), gr.skip())
+
+    def _final(self, trace: Trace, req: RunRequest, note: str = ""):
+        status = "**Done.** " + render.status_line(trace)
+        if note:
+            status = "**" + note + "**  \n" + render.status_line(trace)
+        summary = render.summary_markdown(trace, reference=req.reference, task=req.task)
+        return (html.escape(status, quote=False), render.spans_html(trace, note=note),
+                _table(render.candidate_table(trace)), _table(render.proposal_table(trace)),
+                charts.words_histogram(trace), trace.to_dict(), trace.text, summary,
+                self._export(trace.to_json(indent=1), "json"), self._export(summary, "md"))
+
+    def _export(self, text: str, ext: str) -> str:
+        digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+        path = self.export_dir / f"adafuse-{'trace' if ext == 'json' else 'summary'}-{digest}.{ext}"
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+
+    # ---- comparison -------------------------------------------------------------------------
+    def compare(self, trace_state, *inputs, progress=gr.Progress()):
+        """AdaFuse (reusing the last run when it matches the inputs) against each model alone
+        (greedy) and fixed-length rounds L = 1, 2, 3. Yields after each method.
+        Outputs: status, cards, chart, metrics table, summary, Markdown file, results state."""
+        with _user_errors():
+            req = self.parse(*inputs)
+            lms = self.models_for(req, progress)
+            t0 = time.monotonic()
+            trace = _matching_trace(trace_state, req)
+            if trace is None:
+                yield ("Running AdaFuse…",) + tuple(gr.skip() for _ in range(6))
+                trace = self.api.generate(lms, req.prompt, req.cfg, max_seconds=self.limits.time_limit_s)
+            results = [compare.measure("AdaFuse", trace, lms, req.task, req.reference)]
+            steps = compare.plan(lms, req.cfg)
+            note = ""
+            for i, (name, subset, cfg) in enumerate(steps):
+                left = self.limits.time_limit_s - (time.monotonic() - t0)
+                if left <= 0:
+                    note = (f"Stopped after the per-request time limit of {self.limits.time_limit_s:g} s; "
+                            f"{len(steps) - i} method(s) not run.")
+                    break
+                yield self._compare_out(results, lms, trace, req, f"Running {name} ({i + 1}/{len(steps)})…",
+                                        final=False)
+                out = self.api.generate(subset, req.prompt, cfg, max_seconds=left)
+                results.append(compare.measure(name, out, lms, req.task, req.reference))
+            done = f"**Done.** Compared {len(results)} methods in {time.monotonic() - t0:.1f} s."
+            yield self._compare_out(results, lms, trace, req, note or done, final=True)
+
+    def _compare_out(self, results, lms, trace, req, status, final):
+        models = [lm.name for lm in lms]
+        cards = compare_cards_html(results)
+        fig = charts.comparison_figure(results, models)
+        table = _table(comparison_table(results))
+        if not final:
+            return (html.escape(status), cards, fig, table, gr.skip(), gr.skip(), gr.skip())
+        summary = render.summary_markdown(trace, results, req.reference, req.task)
+        return (html.escape(status), cards, fig, table, summary, self._export(summary, "md"),
+                [r.to_dict() for r in results])
+
+
+def _matching_trace(state, req: RunRequest) -> Trace | None:
+    """The last run's trace when it was made from these very inputs."""
+    if not isinstance(state, dict) or not state.get("rounds"):
+        return None
+    try:
+        trace = Trace.from_dict(state)
+    except (KeyError, TypeError, ValueError):
+        return None
+    want = req.cfg.to_dict()
+    same = (trace.prompt == req.prompt and tuple(trace.models) == req.models and trace.mode == "adafuse"
+            and all(_same(trace.settings.get(k), want[k]) for k in
+                    ("tau", "max_words", "branches", "max_new_tokens", "prompt_format", "stop")))
+    return trace if same and trace.stats.stop_reason not in ("time_limit", "cancelled", "") else None
+
+
+def _same(a, b) -> bool:
+    if isinstance(b, list):
+        return list(a or []) == b
+    if isinstance(b, float):
+        return a is not None and math.isclose(float(a), b)
+    return a == b
+
+
+def comparison_table(results) -> tuple[list[str], list[list]]:
+    metric_names = []
+    for r in results:
+        metric_names += [k for k in r.metrics if k not in metric_names]
+    headers = ["method", "output", "objective (mean NLL)", "seconds", "forward passes"] + metric_names
+    rows = [[r.name, r.text, None if math.isnan(r.objective) else round(r.objective, 4), round(r.seconds, 2),
+             sum(r.forward_passes.values())] + [round(r.metrics[k], 4) if k in r.metrics else None
+                                                for k in metric_names] for r in results]
+    return headers, rows
+
+
+def compare_cards_html(results) -> str:
+    """The methods' outputs side by side (escaped), best ensemble objective highlighted."""
+    best = compare.best_index(results)
+    cards = []
+    for i, r in enumerate(results):
+        metrics = "".join(f" · {html.escape(k)} {v:.2f}" for k, v in r.metrics.items())
+        cls = "af-card af-best" if i == best else "af-card"
+        cards.append(f'<div class="{cls}"><h4>{html.escape(r.name)}{" ★" if i == best else ""}</h4>'
+                     f'<div class="af-card-text">{html.escape(r.text.strip()) or "<i>(empty)</i>"}</div>'
+                     f'<div class="af-card-meta">objective {render.fmt(r.objective)} · {r.seconds:.2f} s · '
+                     f'{sum(r.forward_passes.values())} forward passes{metrics}</div></div>')
+    return '<div class="af-compare">' + "".join(cards) + "</div>"
+
+
+class _user_errors:
+    """Turn failures into clear UI messages; free memory after an out-of-memory error."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or isinstance(exc, (gr.Error, GeneratorExit)) or not isinstance(exc, Exception):
+            return False
+        if isinstance(exc, InputError):
+            raise gr.Error(str(exc), title="Invalid input", print_exception=False) from exc
+        if isinstance(exc, ModelLoadError):
+            raise gr.Error(str(exc), title="Model failed to load", print_exception=False) from exc
+        if isinstance(exc, AdafuseError):
+            raise gr.Error(str(exc), print_exception=False) from exc
+        if _is_oom(exc):
+            free_memory()
+            raise gr.Error("Out of memory while decoding. Caches were freed; try fewer max new tokens, "
+                           "fewer branches or smaller models.", title="Out of memory") from exc
+        log.exception("request failed")
+        raise gr.Error(f"Unexpected error: {type(exc).__name__}: {exc}") from exc
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    try:
+        import torch
+        return isinstance(exc, torch.OutOfMemoryError)
+    except (ImportError, AttributeError):
+        return "out of memory" in str(exc).lower()
