@@ -263,8 +263,8 @@ class RunOptions:
 
 def run(tasks: list[Task], methods: list[Method], generate: GenerateFn, opts: RunOptions) -> dict:
     """Decode every (task, item, method) not yet on disk; item-major, so an interrupted run has all
-    methods on the same items. Returns {task: {method slug: records}} after the merge (on every
-    process; only the main process writes the merged files)."""
+    methods on the same items. Returns {task: {method slug: records}} after the merge, on every
+    process."""
     out_dir = Path(opts.out_dir)
     main = opts.rank == 0
     done: dict[tuple[str, str], dict[str, dict]] = {}
@@ -309,17 +309,12 @@ def run(tasks: list[Task], methods: list[Method], generate: GenerateFn, opts: Ru
             bar.close()
 
     opts.barrier()
-    results = {}
-    for task in tasks:
-        results[task.name] = {}
-        for method in methods:
-            if main:
-                records = merge(out_dir, task, method)
-            else:
-                records = collect(out_dir, task.name, method)
-            results[task.name][method.slug] = records
+    if main:        # only the main process touches the merged files; the others wait, then read them
+        for task in tasks:
+            for method in methods:
+                merge(out_dir, task, method)
     opts.barrier()
-    return results
+    return {task.name: {m.slug: collect(out_dir, task.name, m) for m in methods} for task in tasks}
 
 
 def evaluate_item(task: Task, item: Item, method: Method, generate: GenerateFn, prompt_format: str) -> dict:
