@@ -271,6 +271,7 @@ def _escape(text: str) -> str:
 
 def write_reports(out_dir: Path, summary: dict) -> dict[str, Path]:
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"summary": out_dir / "summary.json", "markdown": out_dir / "report.md", "html": out_dir / "report.html"}
     paths["summary"].write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown(summary) + "\n", encoding="utf-8")

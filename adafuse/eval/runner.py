@@ -98,14 +98,13 @@ def parse_methods(specs: Iterable[str], models: list[str], *, tau: float = 0.7, 
                 out.append(Method(f"greedy:{m}", "greedy", (m,)))
         else:
             raise InputError(f"unknown method {spec!r}; use adafuse, fixed:L or greedy:MODEL")
-    seen = set()
-    for m in out:
-        if m.slug in seen:
-            raise InputError(f"method {m.label!r} is listed twice")
-        seen.add(m.slug)
-        DecodeConfig(mode=m.mode, tau=m.tau, max_words=m.max_words, branches=m.branches,
-                     fixed_words=m.fixed_words).validated().check_tau_range()
-    return out
+    unique = []
+    for m in out:                   # "greedy:b,greedy" names b twice: keep it once
+        if m.slug not in {u.slug for u in unique}:
+            DecodeConfig(mode=m.mode, tau=m.tau, max_words=m.max_words, branches=m.branches,
+                         fixed_words=m.fixed_words).validated().check_tau_range()
+            unique.append(m)
+    return unique
 
 
 _SHORT = {"tau": "tau", "max_words": "M", "branches": "B"}
