@@ -24,6 +24,7 @@ from ..errors import AdafuseError, InputError, ModelLoadError
 from ..trace import Trace
 from . import charts, compare, render
 from .model_store import ModelStore, check_model_names, free_memory
+from .scoring import OutputScorer
 from .presets import load_task_presets, parse_stop, stop_to_text
 from .metrics import TASKS
 
@@ -210,7 +211,8 @@ class Studio:
             if trace is None:
                 yield ("Running AdaFuse…",) + tuple(gr.skip() for _ in range(6))
                 trace = self.api.generate(lms, req.prompt, req.cfg, max_seconds=self.limits.time_limit_s)
-            results = [compare.measure("AdaFuse", trace, lms, req.task, req.reference)]
+            scorer = OutputScorer(lms, req.prompt, req.cfg.prompt_format)
+            results = [compare.measure("AdaFuse", trace, scorer, req.task, req.reference)]
             steps = compare.plan(lms, req.cfg)
             note = ""
             for i, (name, subset, cfg) in enumerate(steps):
@@ -222,7 +224,7 @@ class Studio:
                 yield self._compare_out(results, lms, trace, req, f"Running {name} ({i + 1}/{len(steps)})…",
                                         final=False)
                 out = self.api.generate(subset, req.prompt, cfg, max_seconds=left)
-                results.append(compare.measure(name, out, lms, req.task, req.reference))
+                results.append(compare.measure(name, out, scorer, req.task, req.reference))
             done = f"**Done.** Compared {len(results)} methods in {time.monotonic() - t0:.1f} s."
             yield self._compare_out(results, lms, trace, req, note or done, final=True)
 

@@ -10,7 +10,7 @@ from ..config import DecodeConfig
 from ..trace import Trace
 from . import metrics
 from .render import short_name
-from .scoring import ensemble_objective
+from .scoring import OutputScorer
 
 FIXED_LENGTHS = (1, 2, 3)
 
@@ -41,10 +41,10 @@ def plan(lms: list, cfg: DecodeConfig) -> list[tuple[str, list, DecodeConfig]]:
     return out
 
 
-def measure(name: str, trace: Trace, lms: list, task: str, reference: str) -> MethodResult:
+def measure(name: str, trace: Trace, scorer: OutputScorer, task: str, reference: str) -> MethodResult:
     """Score a finished decode: the ensemble objective is computed with *all* models of the
-    ensemble, also for single-model baselines, so that the methods are compared on one scale."""
-    objective, nll = ensemble_objective(lms, trace.prompt, trace.text, trace.settings.get("prompt_format", "raw"))
+    ensemble (the scorer's), also for single-model baselines, so the methods share one scale."""
+    objective, nll = scorer.objective(trace.text)
     return MethodResult(name, trace.text, objective, nll, trace.stats.seconds, dict(trace.stats.forward_passes),
                         metrics.score(task, trace.text, reference), trace.stats.stop_reason)
 

@@ -13,24 +13,37 @@ from ..score import score
 from ..state import start
 
 
-@torch.inference_mode()
-def output_nll(lm, prompt: str, text: str, prompt_format: str = "raw") -> float:
-    """Mean per-token NLL of `text` after `prompt` for one model; NaN for an empty output or one
-    that does not fit the model's context window."""
-    if not text:
-        return float("nan")
-    try:
-        state = start(lm, lm.name, prompt, prompt_format)
-        if len(state.encode(text)) >= lm.context_length:
+class OutputScorer:
+    """Scores outputs of one prompt; each model's prompt is prefilled once and shared by every
+    output scored (the engine's scorer leaves the prefilled cache untouched)."""
+
+    def __init__(self, lms: list, prompt: str, prompt_format: str = "raw"):
+        self.lms, self.prompt, self.prompt_format = list(lms), prompt, prompt_format
+        self._states = {}
+
+    @torch.inference_mode()
+    def nll(self, lm, text: str) -> float:
+        """Mean per-token NLL of `text` after the prompt for one model; NaN for an empty output
+        or one that does not fit the model's context window."""
+        if not text:
             return float("nan")
-        return float(score(state, "", [(text, False)])[0].nll)
-    except InputError:
-        return float("nan")
+        try:
+            state = self._states.get(lm.name)
+            if state is None:
+                state = self._states[lm.name] = start(lm, lm.name, self.prompt, self.prompt_format)
+            if len(state.encode(text)) >= lm.context_length:
+                return float("nan")
+            return float(score(state, "", [(text, False)])[0].nll)
+        except InputError:
+            return float("nan")
+
+    def objective(self, text: str) -> tuple[float, dict[str, float]]:
+        per_model = {lm.name: self.nll(lm, text) for lm in self.lms}
+        vals = list(per_model.values())
+        if not vals or any(math.isnan(v) for v in vals):
+            return float("nan"), per_model
+        return sum(vals) / len(vals), per_model
 
 
 def ensemble_objective(lms: list, prompt: str, text: str, prompt_format: str = "raw") -> tuple[float, dict[str, float]]:
-    per_model = {lm.name: output_nll(lm, prompt, text, prompt_format) for lm in lms}
-    vals = list(per_model.values())
-    if not vals or any(math.isnan(v) for v in vals):
-        return float("nan"), per_model
-    return sum(vals) / len(vals), per_model
+    return OutputScorer(lms, prompt, prompt_format).objective(text)

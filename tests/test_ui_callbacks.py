@@ -1,0 +1,261 @@
+"""The app's callbacks with the real embedded pair: validation, streaming, tables, comparison,
+export, errors and recovery. Small max_new_tokens keeps them quick on two CPU cores."""
+import json
+import math
+
+import gradio as gr
+import pandas as pd
+import pytest
+import torch
+
+import adafuse
+from adafuse.trace import Candidate, Proposal, Round, Stats, Trace
+from adafuse.ui import callbacks
+from adafuse.ui.callbacks import Limits, Studio, parse_request
+from adafuse.ui.model_store import ModelStore
+
+A, B = adafuse.DEFAULT_PAIR
+QA = "Open-domain QA (4-shot)"
+
+
+def inputs(studio, task=QA, **over):
+    prompt, reference, fmt, stop, _, kind = studio.fill_task(task)
+    d = dict(model_a=A, model_b=B, model_c="(none)", prompt=prompt, tau=0.7, max_words=3, branches=1,
+             max_new_tokens=6, stop=stop, prompt_format=fmt, task=kind, reference=reference)
+    d.update(over)
+    return [d[n] for n in callbacks.INPUT_NAMES]
+
+
+@pytest.fixture(scope="module")
+def loads():
+    return []
+
+
+@pytest.fixture(scope="module")
+def studio(lms, loads, tmp_path_factory):
+    by_name = {lm.name: lm for lm in lms}
+
+    def load_one(name, progress=None):
+        loads.append(name)
+        if name not in by_name:
+            return adafuse.load_model(name)     # a real load attempt (fails offline for hub ids)
+        return by_name[name]
+    return Studio(store=ModelStore(load_one), limits=Limits(max_new_tokens=64, time_limit_s=900),
+                  export_dir=str(tmp_path_factory.mktemp("exports")))
+
+
+def drain(gen):
+    return list(gen)
+
+
+# ---- validation (no decoding) -----------------------------------------------------------------
+
+@pytest.mark.parametrize("over, message", [
+    (dict(prompt="   "), "prompt is empty"),
+    (dict(tau=1.5), "tau must be in [0, 1]"),
+    (dict(tau=float("nan")), "tau must be a finite number"),
+    (dict(max_words=6), "M (max words per span) must be between 1 and 5"),
+    (dict(branches=0), "branches (B) must be between 1 and 16"),
+    (dict(max_new_tokens=100), "max new tokens must be between 1 and 64"),
+    (dict(max_new_tokens=2.5), "max_new_tokens must be an integer"),
+    (dict(prompt_format="xml"), "unknown prompt format"),
+    (dict(model_b="(none)"), "at least two different models"),
+    (dict(model_b=A), "selected twice"),
+    (dict(model_b="evil/model"), "ADAFUSE_ALLOW_CUSTOM_MODELS=1"),
+])
+def test_server_side_validation(studio, over, message, monkeypatch):
+    monkeypatch.delenv("ADAFUSE_ALLOW_CUSTOM_MODELS", raising=False)
+    with pytest.raises(adafuse.InputError) as e:
+        studio.parse(*inputs(studio, **over))
+    assert message in str(e.value)
+    # the same inputs through the callback become a clear UI error, not a traceback
+    with pytest.raises(gr.Error) as ge:
+        drain(studio.run(*inputs(studio, **over)))
+    assert message in ge.value.message and ge.value.title == "Invalid input"
+
+
+def test_custom_models_only_when_the_operator_allows(studio, monkeypatch):
+    monkeypatch.setenv("ADAFUSE_ALLOW_CUSTOM_MODELS", "1")
+    req = studio.parse(*inputs(studio, model_b="someorg/some-model"))
+    assert req.models == (A, "someorg/some-model")
+    with pytest.raises(adafuse.InputError, match="neither a model preset"):
+        studio.parse(*inputs(studio, model_b="not a model id"))
+
+
+def test_parse_request_normalises(studio):
+    req = parse_request(adafuse.PRESETS, Limits(), A, B, None, "Hi", "0.5", 2.0, 1, "8", "\\nQ:\n", "raw",
+                        "bogus", None)
+    assert req.cfg.tau == 0.5 and req.cfg.max_words == 2 and req.cfg.max_new_tokens == 8
+    assert req.cfg.stop == ("\nQ:",) and req.task == "chat" and req.reference == ""
+
+
+def test_fill_task_and_gpu_duration(studio):
+    prompt, ref, fmt, stop, mnt, kind = studio.fill_task("Grade-school math (step by step)")
+    assert "Let's think step by step" in prompt and ref == "7" and kind == "math" and fmt == "raw"
+    with pytest.raises(gr.Error):
+        studio.fill_task("nope")
+    short = callbacks.gpu_duration(*inputs(studio, max_new_tokens=16))
+    long = callbacks.gpu_duration(*inputs(studio, max_new_tokens=512, model_c=A))
+    assert 0 < short < long
+
+
+# ---- with the real models -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def qa_run(studio):
+    return drain(studio.run(*inputs(studio, max_new_tokens=5)))
+
+
+def test_run_streams_and_renders_the_trace(qa_run, lms):
+    assert len(qa_run) >= 3                           # loading status, live round(s), final
+    status, spans, cands, props, hist, state, text, summary, json_path, md_path = qa_run[-1]
+    trace = Trace.from_dict(state)
+    assert trace.models == [A, B] and trace.stats.stop_reason in ("stop_string", "max_new_tokens", "eos")
+    assert text == trace.text and text.strip()
+    assert "Leonardo" in text                         # both models know who painted the Mona Lisa
+    # spans: one coloured bracket per committed round, each with its round's candidates on hover
+    assert spans.count("data-round=") == len([s for s in trace.spans() if s])
+    assert "af-tip" in spans and "Round 0" in spans
+    # candidate table: a winner per round, each model's NLL, fused score = their mean
+    assert isinstance(cands, pd.DataFrame)
+    assert list(cands.columns[4:7]) == [f"NLL {A}", f"NLL {B}", "fused score"]
+    assert (cands["winner"] == "✓").sum() == len(trace.rounds)
+    for _, row in cands.iterrows():
+        assert row["fused score"] == pytest.approx((row[f"NLL {A}"] + row[f"NLL {B}"]) / 2, abs=2e-4)
+    winners = cands[cands["winner"] == "✓"]
+    assert "".join(winners["candidate"]).startswith(repr(trace.text)[1:-1][:5])
+    assert set(props["model"]) == {A, B} and len(props) == 2 * len(trace.rounds)
+    # live yields show the cursor; the final one does not
+    assert any("af-cursor" in y[1] for y in qa_run[1:-1] if isinstance(y[1], str))
+    assert "af-cursor" not in spans and status.startswith("**Done.**")
+    # exports: the engine's JSON schema and a Markdown summary
+    assert json.loads(open(json_path, encoding="utf-8").read()) == json.loads(trace.to_json())
+    md = open(md_path, encoding="utf-8").read()
+    assert md == summary and trace.bracketed() in md
+    assert list(hist.data[0].x) == sorted(set(trace.words_per_round()))
+
+
+def test_same_request_gives_same_trace_even_after_a_cancelled_one(studio, qa_run, loads):
+    first = Trace.from_dict(qa_run[-1][5])
+    n_loads = len(loads)
+    # a request cancelled after its first round (what Stop or a disconnect does to the generator)
+    gen = studio.run(*inputs(studio, max_new_tokens=5))
+    next(gen), next(gen)
+    gen.close()
+    again = Trace.from_dict(drain(studio.run(*inputs(studio, max_new_tokens=5)))[-1][5])
+    assert again.text == first.text
+    assert [r.to_dict() for r in again.rounds] == [r.to_dict() for r in first.rounds]
+    assert again.stats.forward_passes == first.stats.forward_passes
+    assert len(loads) == n_loads                      # the loaded pair was reused, not reloaded
+
+
+def test_compare_reuses_the_run_and_scores_every_method(studio, qa_run):
+    state = qa_run[-1][5]
+    outs = drain(studio.compare(state, *inputs(studio, max_new_tokens=5)))
+    status, cards, fig, table, summary, md_path, results = outs[-1]
+    names = [r["name"] for r in results]
+    assert names == ["AdaFuse", f"greedy {A}", f"greedy {B}", "fixed L=1", "fixed L=2", "fixed L=3"]
+    assert results[0]["text"] == state["text"] and results[0]["seconds"] == pytest.approx(state["stats"]["seconds"], abs=1e-3)
+    for r in results:
+        assert r["objective"] is not None and math.isfinite(r["objective"]) and r["objective"] > 0
+        assert set(r["nll"]) == {A, B}                    # every method scored by both models
+        assert r["objective"] == pytest.approx(sum(r["nll"].values()) / 2, abs=1e-5)
+        assert set(r["metrics"]) == {"exact match", "token F1"}
+    assert set(results[1]["forward_passes"]) == {A} and set(results[3]["forward_passes"]) == {A, B}
+    assert list(table["method"]) == names and "exact match" in table.columns
+    assert [a.text for a in fig.layout.annotations][-1] == "Metrics vs reference"
+    assert "| fixed L=3 |" in summary and open(md_path, encoding="utf-8").read() == summary
+    assert "af-best" in cards and status.startswith("**Done.**")
+    # AdaFuse's objective here is the one scored from scratch (same value as the run's tokens say)
+    fresh = studio.compare(None, *inputs(studio, max_new_tokens=5))
+    first = next(fresh)
+    assert first[0] == "Running AdaFuse…"
+    fresh.close()
+
+
+def test_time_limit_stops_decoding_and_says_so(lms, tmp_path):
+    st = Studio(store=ModelStore(lambda n, p=None: {lm.name: lm for lm in lms}[n]),
+                limits=Limits(time_limit_s=1e-6), export_dir=str(tmp_path))
+    out = drain(st.run(*inputs(st, max_new_tokens=5)))[-1]
+    assert Trace.from_dict(out[5]).stats.stop_reason == "time_limit"
+    assert "time limit" in out[0] and "time limit" in out[1]
+
+
+def test_model_load_failure_is_clear_and_harmless(studio, monkeypatch):
+    monkeypatch.setenv("ADAFUSE_ALLOW_CUSTOM_MODELS", "1")
+    with pytest.raises(gr.Error) as e:
+        drain(studio.run(*inputs(studio, model_b="nobody-here/not-a-real-model")))
+    assert e.value.title == "Model failed to load" and "not-a-real-model" in e.value.message
+    out = drain(studio.run(*inputs(studio, max_new_tokens=3)))[-1]    # the next request works
+    assert out[6].strip()
+
+
+def test_out_of_memory_frees_and_reports(studio, monkeypatch):
+    def boom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        yield
+    monkeypatch.setattr(studio.api, "stream", boom)
+    with pytest.raises(gr.Error) as e:
+        drain(studio.run(*inputs(studio)))
+    assert e.value.title == "Out of memory" and "Caches were freed" in e.value.message
+
+
+def test_model_output_is_escaped_on_the_callback_path(tmp_path):
+    evil = ['<script>alert(1)</script>', ' <img src=x onerror=alert(2)>']
+
+    class FakeApi:
+        PRESETS = adafuse.PRESETS
+
+        @staticmethod
+        def stream(lms, prompt, cfg, max_seconds=None):
+            t = Trace(prompt, "adafuse", [A, B], cfg.to_dict())
+            for i, s in enumerate(evil):
+                c = Candidate(s, [A], False, 1, {A: 1.0, B: 2.0}, {A: 3, B: 4}, score=1.5)
+                t.rounds.append(Round(i, [Proposal(A, [s], [0.5], False, [s]), Proposal(B, [s], [0.5], False, [s])],
+                                      [c], 0))
+                t.text += s
+                t.stats = Stats(0.1, {A: i + 1, B: i + 1}, {A: i + 1, B: i + 1}, "" if i == 0 else "eos")
+                yield t
+
+    st = Studio(api=FakeApi, store=ModelStore(lambda n, p=None: object()), export_dir=str(tmp_path))
+    outs = drain(st.run(*inputs(st, prompt="<img src=x onerror=alert(3)>")))
+    for out in outs:
+        for value in out[:2]:
+            if isinstance(value, str):
+                assert "<script" not in value and "<img" not in value
+    assert "&lt;img src=x onerror=alert(2)&gt;" in outs[-1][1]
+    cards = callbacks.compare_cards_html([type("R", (), dict(name="<b>x</b>", text=evil[0], objective=1.0, seconds=0.1,
+                                                              forward_passes={A: 1}, metrics={}))()])
+    assert "<script" not in cards and "<b>x" not in cards
+
+
+def test_store_swaps_only_when_the_selection_changes():
+    made = []
+
+    def load(name, progress=None):
+        made.append(name)
+        return object()
+    store = ModelStore(load)
+    first = store.get(["a", "b"])
+    assert store.get(["a", "b"]) == first and made == ["a", "b"]
+    swapped = store.get(["a", "c"])
+    assert swapped[0] is first[0] and made == ["a", "b", "c"] and store.loaded == ["a", "c"]
+    store.get(["c", "a"])
+    assert made == ["a", "b", "c"] and store.loaded == ["c", "a"]
+
+
+def test_objective_is_each_models_mean_nll_of_the_output(lms):
+    from adafuse.ui.scoring import OutputScorer
+    prompt, text = "The capital of France is", " Paris, and the capital of Italy is Rome."
+    scorer = OutputScorer(lms, prompt)
+    objective, per_model = scorer.objective(text)
+    for lm in lms:                                   # a direct full forward, independent of the engine
+        ctx = lm.tokenizer(prompt).input_ids
+        full = lm.tokenizer(prompt + text).input_ids
+        k = next(i for i in range(len(full)) if i >= len(ctx) or ctx[i] != full[i])
+        with torch.inference_mode():
+            logits = lm.model(input_ids=torch.tensor([full])).logits[0].float()
+        lp = torch.log_softmax(logits[k - 1:-1], -1).gather(-1, torch.tensor(full[k:])[:, None])
+        assert per_model[lm.name] == pytest.approx(float(-lp.mean()), abs=1e-3)
+    assert objective == pytest.approx(sum(per_model.values()) / 2)
+    assert math.isnan(scorer.objective("")[0])
