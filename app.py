@@ -75,7 +75,7 @@ def build(studio: Studio) -> gr.Blocks:
                         branches = gr.Slider(1, 5, value=1, step=1, label="B: branches at uncertain words")
                     with gr.Row():
                         max_new_tokens = gr.Slider(1, studio.limits.max_new_tokens, value=first[4], step=1,
-                                                   label="Max new tokens")
+                                                   label="Max new tokens", elem_id="max-new-tokens")
                         prompt_format = gr.Radio(["raw", "chat"], value=first[2], label="Prompt format")
                     stop = gr.Textbox(first[3], label="Stop strings (one per line; \\n for a newline)", lines=2)
                     task = gr.Radio(["qa", "math", "translation", "chat"], value=first[5],

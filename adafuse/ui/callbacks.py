@@ -124,9 +124,13 @@ class Studio:
                                    progress=progress)
 
     def models_for(self, req: RunRequest, progress=None) -> list:
-        def report(message, fraction=None):
+        last = [0.0]
+
+        def report(message, fraction=None):       # the engine's (message, fraction | None)
+            if fraction is not None:
+                last[0] = max(0.0, min(1.0, float(fraction)))
             if progress is not None:
-                progress(fraction if fraction is not None else None, desc=str(message))
+                progress(last[0], desc=str(message))
         return self.store.get(list(req.models), progress=report)
 
     def parse(self, *inputs) -> RunRequest:

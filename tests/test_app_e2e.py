@@ -1,0 +1,153 @@
+"""End to end: start the real app (python app.py) on a free port, offline, and drive it
+through gradio_client like an API user would."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from adafuse.trace import Trace
+
+ROOT = Path(__file__).resolve().parents[1]
+A, B = "smollm2-135m-instruct", "gemma3-270m"
+QA = "Open-domain QA (4-shot)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(log_path: Path, **env_extra) -> tuple[subprocess.Popen, str]:
+    """Run app.py as a subprocess; return it and its URL once the page answers."""
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+               GRADIO_ANALYTICS_ENABLED="False", ADAFUSE_PRELOAD="1", **env_extra)
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"app.py did not answer within 240 s:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    proc, url = start_app(tmp_path_factory.mktemp("app") / "app.log", ADAFUSE_MAX_NEW_TOKENS="128")
+    yield url
+    stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def run_args(client, task=QA, **over):
+    prompt, reference, fmt, stop, _, kind = client.predict(task, api_name="/task_preset")
+    d = dict(model_a=A, model_b=B, model_c="(none)", prompt=prompt, tau=0.7, max_words=3, branches=1,
+             max_new_tokens=6, stop=stop, prompt_format=fmt, task=kind, reference=reference)
+    d.update(over)
+    return list(d.values())
+
+
+@pytest.fixture(scope="module")
+def qa_run(client):
+    job = client.submit(*run_args(client), api_name="/run")
+    final = job.result(timeout=600)
+    return final, job.outputs()
+
+
+def test_api_is_documented(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/run", "/compare", "/task_preset", "/stop"} <= names
+
+
+def test_run_streams_spans_and_the_candidate_table(qa_run):
+    final, updates = qa_run
+    assert len(updates) >= 2                            # streamed: status/rounds before the end
+    status, spans, cands, props, hist, text, summary, json_path, md_path = final
+    assert status.startswith("**Done.**")
+    assert "Leonardo" in text
+    assert spans.count("data-round=") >= 1 and '<span class="af-b">[</span>' in spans
+    assert cands["headers"][:7] == ["round", "winner", "candidate", "proposed by", f"NLL {A}", f"NLL {B}",
+                                    "fused score"]
+    rounds = {row[0] for row in cands["data"]}
+    assert sum(row[1] == "✓" for row in cands["data"]) == len(rounds)
+    for row in cands["data"]:
+        assert row[6] == pytest.approx((row[4] + row[5]) / 2, abs=2e-4)
+    trace = Trace.from_dict(json.loads(Path(json_path).read_text(encoding="utf-8")))
+    assert trace.text == text and trace.models == [A, B] and len(trace.rounds) == len(rounds)
+    assert trace.bracketed() in Path(md_path).read_text(encoding="utf-8") == summary
+    assert hist["type"] == "plotly"
+
+
+def test_compare_returns_every_method_with_metrics(client, qa_run):
+    status, cards, plot, table, summary, md_path = client.predict(*run_args(client), api_name="/compare")
+    assert status.startswith("**Done.**")
+    methods = [row[0] for row in table["data"]]
+    assert methods == ["AdaFuse", f"greedy {A}", f"greedy {B}", "fixed L=1", "fixed L=2", "fixed L=3"]
+    assert table["headers"][-2:] == ["exact match", "token F1"]
+    assert table["data"][0][1] == qa_run[0][5]          # the same AdaFuse output as the run
+    assert all(row[2] > 0 for row in table["data"])     # ensemble objective for every method
+    fig = json.loads(plot["plot"])
+    titles = [a["text"] for a in fig["layout"]["annotations"]]
+    assert titles[0].startswith("Ensemble objective") and "Metrics vs reference" in titles
+    assert "| fixed L=1 |" in summary
+
+
+@pytest.mark.parametrize("over, messages", [
+    (dict(prompt=""), ["prompt is empty"]),
+    # out of the sliders' ranges: Gradio's own check or ours, either way refused with a reason
+    (dict(tau=2.0), ["tau must be in [0, 1]", "greater than maximum value 1"]),
+    (dict(branches=9), ["B (branches) must be between 1 and 5", "greater than maximum value 5"]),
+    (dict(max_words=2.5), ["max_words (M) must be an integer"]),
+    (dict(prompt_format="json"), ["unknown prompt format", "json"]),
+    (dict(model_b="someone/custom-model"), ["ADAFUSE_ALLOW_CUSTOM_MODELS=1", "not in the list of choices"]),
+])
+def test_bad_input_is_refused_server_side(client, over, messages):
+    with pytest.raises(AppError) as e:
+        client.predict(*run_args(client, **over), api_name="/run")
+    assert any(m in str(e.value) for m in messages), str(e.value)
+
+
+def test_cancel_then_identical_concurrent_requests(client, qa_run):
+    long = client.submit(*run_args(client, max_new_tokens=96, task="Grade-school math (step by step)"),
+                         api_name="/run")
+    deadline = time.monotonic() + 300
+    while len(long.outputs()) < 2 and time.monotonic() < deadline and not long.done():
+        time.sleep(0.2)
+    long.cancel()
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(lambda: client.predict(*run_args(client), api_name="/run")) for _ in range(2)]
+        a, b = [j.result(timeout=600) for j in jobs]
+    assert a[5] == b[5] == qa_run[0][5]                 # same text as each other and as before
+    assert a[2]["data"] == b[2]["data"] == qa_run[0][2]["data"]   # and the same decisions
