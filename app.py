@@ -76,7 +76,8 @@ def build(studio: Studio) -> gr.Blocks:
                     with gr.Row():
                         max_new_tokens = gr.Slider(1, studio.limits.max_new_tokens, value=first[4], step=1,
                                                    label="Max new tokens", elem_id="max-new-tokens")
-                        prompt_format = gr.Radio(["raw", "chat"], value=first[2], label="Prompt format")
+                        prompt_format = gr.Radio(["raw", "chat"], value=first[2], label="Prompt format",
+                                                 elem_id="prompt-format")
                     stop = gr.Textbox(first[3], label="Stop strings (one per line; \\n for a newline)", lines=2)
                     task = gr.Radio(["qa", "math", "translation", "chat"], value=first[5],
                                     label="Task kind (picks the metrics)")
@@ -105,7 +106,7 @@ def build(studio: Studio) -> gr.Blocks:
                     with gr.Tab("Compare", id="compare-tab"):
                         compare_status = gr.Markdown("Runs after each AdaFuse run (or press **Compare**).")
                         compare_cards = gr.HTML(js_on_load=None, elem_id="compare-cards")
-                        compare_plot = gr.Plot(label="Methods compared", elem_id="compare-plot")
+                        compare_plot = gr.Plot(label="Methods compared", show_label=False, elem_id="compare-plot")
                         compare_table = gr.Dataframe(label="Methods", interactive=False, wrap=True)
                     with gr.Tab("Export", id="export"):
                         output_text = gr.Textbox(label="Output text", lines=3, buttons=["copy"])

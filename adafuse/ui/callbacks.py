@@ -152,7 +152,11 @@ class Studio:
         summary, JSON file, Markdown file."""
         with _user_errors():
             req = self.parse(*inputs)
-            yield self._status_only(f"Loading {', '.join(req.models)}…")
+            if self.store.loaded != list(req.models):
+                yield self._status_only(f"Loading {', '.join(req.models)}… (the first run converts "
+                                        "the embedded models once)")
+            else:
+                yield self._status_only("Decoding…")
             lms = self.models_for(req, progress)
             last_table, trace = 0.0, None
             stream = self.api.stream(lms, req.prompt, req.cfg, max_seconds=self.limits.time_limit_s)

@@ -25,32 +25,35 @@ def comparison_figure(results: list, models: list[str]) -> go.Figure:
     metric_names = []
     for r in results:
         metric_names += [k for k in r.metrics if k not in metric_names]
-    titles = ["Ensemble objective: mean NLL (lower is better)", "Latency (s)", "Forward passes"]
+    titles = ["Ensemble objective: mean NLL, lower is better", "Latency (s)", "Forward passes"]
     if metric_names:
         titles.append("Metrics vs reference")
-    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.07)
+    rows, cols = (2, 2) if metric_names else (1, 3)
+    cell = [(1 + i // cols, 1 + i % cols) for i in range(len(titles))]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.08,
+                        vertical_spacing=0.32 if rows == 2 else 0.1)
     colors = _method_colors(names)
     objective = [None if r.objective is None or math.isnan(r.objective) else r.objective for r in results]
     fig.add_trace(go.Bar(x=names, y=objective, marker_color=colors, name="objective", showlegend=False,
                          text=[f"{v:.3f}" if v is not None else "" for v in objective],
-                         textposition="outside", cliponaxis=False), 1, 1)
+                         textposition="outside", cliponaxis=False), *cell[0])
     fig.add_trace(go.Bar(x=names, y=[r.seconds for r in results], marker_color=colors, showlegend=False,
                          name="seconds", text=[f"{r.seconds:.1f}" for r in results], textposition="outside",
-                         cliponaxis=False), 1, 2)
+                         cliponaxis=False), *cell[1])
     mcolors = model_colors(models)
     for m in models:
-        fig.add_trace(go.Bar(x=names, y=[r.forward_passes.get(m, 0) for r in results], name=short_name(m),
-                             marker_color=mcolors[m], legendgroup="fp"), 1, 3)
+        fig.add_trace(go.Bar(x=names, y=[r.forward_passes.get(m, 0) for r in results],
+                             name=f"passes: {short_name(m)}", marker_color=mcolors[m], legendgroup="fp"), *cell[2])
     if metric_names:
         for j, k in enumerate(metric_names):
             scale = 1.0 if k == "BLEU" else 100.0       # all metrics shown on a 0-100 scale
             fig.add_trace(go.Bar(x=names, y=[r.metrics.get(k, 0.0) * scale for r in results], name=k,
-                                 marker_color=PALETTE[(j + 3) % len(PALETTE)], legendgroup="metric"), 1, 4)
-        fig.update_yaxes(range=[0, 105], title_text="score (0-100)", row=1, col=4)
-    fig.update_layout(barmode="group", height=380, margin=dict(l=40, r=20, t=60, b=90),
-                      legend=dict(orientation="h", y=-0.35), template="plotly_white",
+                                 marker_color=PALETTE[(j + 3) % len(PALETTE)], legendgroup="metric"), *cell[3])
+        fig.update_yaxes(range=[0, 105], title_text="score (0-100)", row=cell[3][0], col=cell[3][1])
+    fig.update_layout(barmode="group", height=330 * rows + 60, margin=dict(l=40, r=20, t=50, b=40),
+                      legend=dict(orientation="h", y=-0.12 if rows == 2 else -0.35), template="plotly_white",
                       font=dict(size=11))
-    fig.update_xaxes(tickangle=-30)
+    fig.update_xaxes(tickangle=-25, automargin=True)
     return fig
 
 
