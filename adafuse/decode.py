@@ -88,6 +88,8 @@ def _round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int], comm
                 cand.proposers.append(state.name)
                 cand.nll[state.name] = span.nll
                 cand.tokens[state.name] = len(span.token_logprobs)
+                cand.token_ids[state.name] = span.token_ids + ([state.lm.eos_id] if span.eos else [])
+                cand.context_len[state.name] = len(state.ids)
         own.append(mine)
 
     scored: list[dict[tuple[str, bool], ScoredRow]] = []
@@ -96,12 +98,16 @@ def _round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int], comm
         rows = dict(zip(todo, score(state, committed, todo))) if todo else {}
         for key, row in rows.items():
             by_key[key].nll[state.name] = row.nll
-            by_key[key].tokens[state.name] = row.n_scored
+            by_key[key].tokens[state.name] = len(row.scored_ids)
+            by_key[key].token_ids[state.name] = row.scored_ids
+            by_key[key].context_len[state.name] = row.span_start
         scored.append(rows)
 
     for c in candidates:
         c.nll = {s.name: c.nll[s.name] for s in states}   # model order, not arrival order
         c.tokens = {s.name: c.tokens[s.name] for s in states}
+        c.token_ids = {s.name: c.token_ids[s.name] for s in states}
+        c.context_len = {s.name: c.context_len[s.name] for s in states}
         c.score = sum(c.nll.values()) / len(c.nll)
     best = min(range(len(candidates)), key=lambda i: (candidates[i].score, i))
     win = candidates[best]

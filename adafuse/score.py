@@ -21,7 +21,7 @@ class ScoredRow:
     """One candidate as this model would commit it."""
     ids: list[int]                    # the model's whole sequence if the candidate wins (EOS excluded)
     span_start: int                   # first position whose token belongs to the scored span
-    n_scored: int                     # tokens in the mean (EOS included)
+    scored_ids: list[int]             # the tokens in the mean (EOS included)
     nll: float
     cache: object                     # batched cache holding the row's KV ...
     row: int                          # ... in this row
@@ -84,7 +84,7 @@ def score(state: ModelState, committed: str, candidates: list[tuple[str, bool]])
         lp = torch.cat([t.reshape(-1) for t in picked])
         nll = float(-lp.mean())
         next_lp = None if eos else logprobs[r, len(x) - 1]
-        out.append(ScoredRow(full, p, len(seq) - p, nll, cache, r, next_lp))
+        out.append(ScoredRow(full, p, seq[p:], nll, cache, r, next_lp))
     return out
 
 

@@ -33,12 +33,17 @@ class Candidate:
     words: int = 0                                     # words in the span, as its proposer split it
     nll: dict[str, float] = field(default_factory=dict)    # model -> mean per-token NLL
     tokens: dict[str, int] = field(default_factory=dict)   # model -> tokens scored
+    # model -> the scored token ids (EOS included) and how many of the model's committed ids they
+    # follow: context_len < committed length means the tail was re-tokenized with the span.
+    token_ids: dict[str, list[int]] = field(default_factory=dict)
+    context_len: dict[str, int] = field(default_factory=dict)
     score: float = float("nan")                        # mean of nll over models; lowest wins
 
     def to_dict(self) -> dict:
         return {"text": self.text, "proposers": list(self.proposers), "eos": self.eos, "words": self.words,
                 "nll": {k: round(v, 6) for k, v in self.nll.items()}, "tokens": dict(self.tokens),
-                "score": round(self.score, 6)}
+                "token_ids": {k: list(v) for k, v in self.token_ids.items()},
+                "context_len": dict(self.context_len), "score": round(self.score, 6)}
 
 
 @dataclass
@@ -122,7 +127,9 @@ class Trace:
                                   list(p.get("spans", ["".join(p["words"])])), bool(p.get("eos", False)))
                          for p in r["proposals"]]
             candidates = [Candidate(c["text"], list(c["proposers"]), bool(c.get("eos", False)),
-                                    int(c.get("words", 0)), dict(c["nll"]), dict(c.get("tokens", {})), float(c["score"]))
+                                    int(c.get("words", 0)), dict(c["nll"]), dict(c.get("tokens", {})),
+                                    {k: list(v) for k, v in c.get("token_ids", {}).items()},
+                                    dict(c.get("context_len", {})), float(c["score"]))
                           for c in r["candidates"]]
             rounds.append(Round(int(r["index"]), proposals, candidates, int(r["chosen_index"])))
         s = d.get("stats", {})
