@@ -37,7 +37,12 @@ def forward(state: ModelState, input_ids: torch.Tensor, cache, logits_to_keep: i
     state.forward_passes += 1
     out = state.lm.model(input_ids=input_ids.to(state.lm.device), use_cache=True,
                          logits_to_keep=logits_to_keep, **{state.lm.cache_kwarg: cache})
-    return out.logits.float()
+    logits = out.logits.float()
+    if state.lm.vocab.n_tokens < logits.shape[-1]:
+        # Embedding matrices are often padded past the tokenizer (Qwen, random-weight benchmarks):
+        # those ids cannot be decoded, so they must never be proposed.
+        logits[..., state.lm.vocab.n_tokens:] = float("-inf")
+    return logits
 
 
 @torch.inference_mode()

@@ -15,13 +15,14 @@ import torch
 @dataclass
 class Vocab:
     size: int                      # rows of the model's logits (may exceed len(tokenizer))
+    n_tokens: int                  # ids the tokenizer can decode; logits past it are padding
     starts_word: torch.Tensor      # bool [size]: token text begins with whitespace
     eos_ids: tuple[int, ...]       # every id that ends generation
     is_eos: torch.Tensor           # bool [size]
     anchor_ids: list[int]          # a context for decoding single tokens (see decode_suffix)
 
     def to(self, device) -> "Vocab":
-        return Vocab(self.size, self.starts_word.to(device), self.eos_ids, self.is_eos.to(device),
+        return Vocab(self.size, self.n_tokens, self.starts_word.to(device), self.eos_ids, self.is_eos.to(device),
                      self.anchor_ids)
 
 
@@ -36,7 +37,7 @@ def build_vocab(tokenizer, logits_size: int, eos_ids) -> Vocab:
     is_eos = torch.zeros(logits_size, dtype=torch.bool)
     is_eos[list(eos_ids)] = True
     starts &= ~is_eos
-    return Vocab(logits_size, starts, eos_ids, is_eos, anchor_ids)
+    return Vocab(logits_size, n, starts, eos_ids, is_eos, anchor_ids)
 
 
 def decode_suffix(tokenizer, context_ids: list[int], new_ids: list[int]) -> str:
