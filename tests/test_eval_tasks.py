@@ -44,7 +44,9 @@ def test_prompt_shapes_follow_the_paper(tmp_path):
                                              "Let's think step by step\n")
     de_en = tasks.load_task("flores-de-en", root)
     assert de_en.prompt(de_en.items[0]) == ("Translate the following German sentences into English.\n\n"
-                                            "Now, translate the following sentences:\nHallo Welt.\n")
+                                            "Now, translate the following sentences:\n\nGerman: Hallo Welt.\nEnglish:")
+    en_de = tasks.load_task("flores-en-de", root)
+    assert en_de.prompt(en_de.items[0]).endswith("into German:\n\nEnglish: Hello world.\nGerman:")
     assert tasks.load_task("squad", root).spec.metric == "em"
     assert de_en.spec.metric == "bleu" and gsm.spec.metric == "number"
 
@@ -57,7 +59,7 @@ def test_prompt_shapes_follow_the_paper(tmp_path):
     ("squad", "\nFrance\n\nQuestion:\nThe Normans were", "France"),
     # GSM8K: steps one a line; the example separator stops it
     ("gsm8k", "3 + 4 = 7\nThe answer is \\boxed{7}\n\n\nQuestion: Bella has", "7"),
-    ("flores-de-en", "Hello world.\nHallo Mond.", "Hello world."),
+    ("flores-de-en", " Hello world.\nGerman: Hallo Mond.", "Hello world."),
     ("flores-en-de", " Hallo Welt.\n", "Hallo Welt."),
 ])
 def test_stop_strings_and_answer_readout(tmp_path, task, generated, answer):

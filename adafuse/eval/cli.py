@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished items")
     p.add_argument("--show-prompt", action="store_true", help="print each task's first prompt and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--report-name", default="report",
+                   help="name of this invocation's reports: NAME.md, NAME.html and NAME.summary.json "
+                        "(default: report.md, report.html, summary.json); lets runs that share --out, "
+                        "e.g. a sweep resumed into the main run's dir, keep their own reports")
     return p
 
 
@@ -140,7 +144,7 @@ def _run(args, argv: list[str]) -> int:
     if rank == 0:
         summary = report.summarize(tasks, methods, results, spm_model=args.spm_model,
                                    extra=_run_info(argv, names, world, time.time() - started))
-        paths = report.write_reports(out_dir, summary)
+        paths = report.write_reports(out_dir, summary, args.report_name)
         print(report.markdown(summary))
         print(f"\nwrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return 0
@@ -207,7 +211,7 @@ def _report_only(argv: list[str]) -> int:
     summary = report.summarize(tasks, methods, results, spm_model=a.spm_model or args.spm_model,
                                extra={"command": last["command"], "models": last["models"],
                                       "processes": last["processes"]})
-    paths = report.write_reports(out_dir, summary)
+    paths = report.write_reports(out_dir, summary, args.report_name)
     print(report.markdown(summary))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return 0

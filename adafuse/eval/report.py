@@ -269,10 +269,12 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def write_reports(out_dir: Path, summary: dict) -> dict[str, Path]:
+def write_reports(out_dir: Path, summary: dict, name: str = "report") -> dict[str, Path]:
+    """summary.json, report.md, report.html; NAME.summary.json, NAME.md, NAME.html for another name."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"summary": out_dir / "summary.json", "markdown": out_dir / "report.md", "html": out_dir / "report.html"}
+    json_name = "summary.json" if name == "report" else f"{name}.summary.json"
+    paths = {"summary": out_dir / json_name, "markdown": out_dir / f"{name}.md", "html": out_dir / f"{name}.html"}
     paths["summary"].write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown(summary) + "\n", encoding="utf-8")
     paths["html"].write_text(html(summary), encoding="utf-8")

@@ -17,9 +17,12 @@ from . import metrics
 
 QA_TEMPLATE = "{prompt}\n\nQuestion: {question}\nAnswer:"
 GSM8K_TEMPLATE = "{prompt}\n\nQuestion: {question}\nLet's think step by step\n"
-# The FLORES prompt files end in "Now, translate the following sentences:" with no newline:
-# the source sentence goes on the next line and the translation follows on the line after it.
-TRANSLATION_TEMPLATE = "{prompt}\n{question}\n"
+# The FLORES prompt files end in "Now, translate the following sentences:" (no newline): the
+# source sentence follows. Labelled source/target lines make small base models translate instead
+# of copying the source, which they do with a bare "{prompt}\n{question}\n" (tried on the pair).
+FLORES_DE_EN_TEMPLATE = "{prompt}\n\nGerman: {question}\nEnglish:"
+FLORES_EN_DE_TEMPLATE = "{prompt}\n\nEnglish: {question}\nGerman:"
+TRANSLATION_TEMPLATE = "{prompt}\n\nSource: {question}\nTranslation:"
 
 METRICS = ("em", "f1", "number", "bleu")
 ENV_DATA_DIR = "ADAFUSE_BENCH_DIR"
@@ -48,8 +51,8 @@ BUILTIN = {
     "triviaqa": TaskSpec("triviaqa", "em", QA_TEMPLATE, ("\n",), 32, "triviaqa"),
     "squad": TaskSpec("squad", "em", QA_TEMPLATE, ("\n\n", "\nQuestion:"), 32, "squad"),
     "gsm8k": TaskSpec("gsm8k", "number", GSM8K_TEMPLATE, ("\n\n", "\nQuestion:"), 256, "gsm8k"),
-    "flores-de-en": TaskSpec("flores-de-en", "bleu", TRANSLATION_TEMPLATE, ("\n",), 128, "flores_de_en"),
-    "flores-en-de": TaskSpec("flores-en-de", "bleu", TRANSLATION_TEMPLATE, ("\n",), 128, "flores_en_de"),
+    "flores-de-en": TaskSpec("flores-de-en", "bleu", FLORES_DE_EN_TEMPLATE, ("\n",), 128, "flores_de_en"),
+    "flores-en-de": TaskSpec("flores-en-de", "bleu", FLORES_EN_DE_TEMPLATE, ("\n",), 128, "flores_en_de"),
 }
 TASK_NAMES = tuple(BUILTIN)
 DEFAULT_TEMPLATES = {"em": QA_TEMPLATE, "f1": QA_TEMPLATE, "number": GSM8K_TEMPLATE, "bleu": TRANSLATION_TEMPLATE}

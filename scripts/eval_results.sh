@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The runs behind docs/RESULTS.md: the embedded pair on the ../shared/bench dev splits.
+# Every step is resumable: run the script again and finished items are kept (--resume).
+#   N_QA / N_SQUAD / N_MT / N_GSM8K   items per task (docs/RESULTS.md says what was run)
+#   MT_TOKENS / GSM8K_TOKENS          optional --max-new-tokens for FLORES / GSM8K (default: the task's)
+#   OUT                               output root (default runs/results)
+# Wall times go to $OUT/walltimes.tsv, one line per step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/results}
+N_QA=${N_QA:-200}; N_SQUAD=${N_SQUAD:-200}; N_MT=${N_MT:-200}; N_GSM8K=${N_GSM8K:-200}
+MAIN="adafuse,fixed:1,fixed:2,fixed:3,greedy"
+MT=(); [[ -n ${MT_TOKENS:-} ]] && MT=(--max-new-tokens "$MT_TOKENS")
+GSM=(); [[ -n ${GSM8K_TOKENS:-} ]] && GSM=(--max-new-tokens "$GSM8K_TOKENS")
+mkdir -p "$OUT"
+
+step() {   # step NAME OUTDIR ARGS...: run one eval, resuming if OUTDIR holds a run
+  local name=$1 dir=$2; shift 2
+  local resume=(); [[ -f $dir/run.json ]] && resume=(--resume)
+  local t0=$SECONDS
+  echo "== $name: python -m adafuse eval $* --out $dir ${resume[*]}" >&2
+  python -m adafuse eval "$@" --out "$dir" "${resume[@]}" --no-progress > "$dir.$name.log" 2>&1 || {
+    echo "step $name failed, see $dir.$name.log" >&2; return 1; }
+  printf '%s\t%s\t%d\t%s\n' "$name" "$dir" $((SECONDS - t0)) "python -m adafuse eval $* --out $dir" >> "$OUT/walltimes.tsv"
+}
+
+step main "$OUT/nq" --task nq --limit "$N_QA" --methods "$MAIN"
+# B sweep: resumed into the main run's directory, so B=1 is reused, with its own report files.
+step bsweep "$OUT/nq" --task nq --limit "$N_QA" --methods adafuse --sweep branches=1,2,3 --report-name bsweep
+step main "$OUT/triviaqa" --task triviaqa --limit "$N_QA" --methods "$MAIN"
+step main "$OUT/squad" --task squad --limit "$N_SQUAD" --methods "$MAIN"
+step main "$OUT/flores-de-en" --task flores-de-en --limit "$N_MT" --methods "$MAIN" "${MT[@]}"
+step main "$OUT/flores-en-de" --task flores-en-de --limit "$N_MT" --methods "$MAIN" "${MT[@]}"
+step main "$OUT/gsm8k" --task gsm8k --limit "$N_GSM8K" --methods "$MAIN" "${GSM[@]}"
+step bsweep "$OUT/gsm8k" --task gsm8k --limit "$N_GSM8K" --methods adafuse --sweep branches=1,2,3 --report-name bsweep "${GSM[@]}"
