@@ -327,3 +327,23 @@ def test_resume_after_a_sharded_run_was_cut_off(tmp_path):
     assert len(calls) == N_ITEMS - 4
     assert [r["line"] for r in res["custom"][m.slug]] == list(range(1, N_ITEMS + 1))
     assert sorted(p.name for p in (out / "custom").iterdir()) == [f"{m.slug}.jsonl"]
+
+
+def test_report_subcommand_rebuilds_the_reports_without_models(tmp_path, monkeypatch, capsys):
+    from adafuse.eval import cli
+
+    data = write_data(tmp_path / "qa.jsonl", 4)
+    out = tmp_path / "out"
+    monkeypatch.setattr(cli, "_engine", lambda names, args, device: fake_generate)
+    assert cli.main(["--task", "custom", "--data", str(data), "--metric", "em", "--stop", "\\n",
+                     "--models", "alpha,beta", "--methods", "adafuse,greedy", "--out", str(out), "--no-progress"]) == 0
+    first = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").unlink()
+    monkeypatch.setattr(cli, "_engine", None)            # the report needs no engine
+    assert cli.main(["report", "--out", str(out)]) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert again["tasks"] == first["tasks"]
+    assert again["tasks"]["custom"]["methods"]["greedy_alpha"]["score"] == 50.0
+    assert "| adafuse | 100.0 |" in capsys.readouterr().out
+    assert cli.main(["report", "--out", str(tmp_path / "nothing")]) == 2
+    assert "holds no run" in capsys.readouterr().err

@@ -206,7 +206,10 @@ def _report_only(argv: list[str]) -> int:
     tasks = load_tasks(args)
     methods = runner.parse_methods(args.methods.split(","), last["models"], tau=args.tau,
                                    max_words=args.max_words, branches=args.branches, sweeps=args.sweep)
-    results = {t.name: {m.slug: runner.collect(out_dir, t.name, m) for m in methods}
+    # load_done refuses records made with other settings (say, a prompt template changed since)
+    warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
+    results = {t.name: {m.slug: sorted(runner.load_done(out_dir, t, m, args.prompt_format, warn).values(),
+                                       key=lambda r: (int(r.get("line", 0)), r["key"])) for m in methods}
                for t in tasks}
     summary = report.summarize(tasks, methods, results, spm_model=a.spm_model or args.spm_model,
                                extra={"command": last["command"], "models": last["models"],
