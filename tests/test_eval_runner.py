@@ -347,3 +347,12 @@ def test_report_subcommand_rebuilds_the_reports_without_models(tmp_path, monkeyp
     assert "| adafuse | 100.0 |" in capsys.readouterr().out
     assert cli.main(["report", "--out", str(tmp_path / "nothing")]) == 2
     assert "holds no run" in capsys.readouterr().err
+
+
+def test_cli_reads_escaped_newlines_in_stop_strings_and_keeps_other_text(tmp_path):
+    from adafuse.eval import cli
+
+    data = write_data(tmp_path / "qa.jsonl", 1)
+    args = cli.build_parser().parse_args(["--task", "custom", "--data", str(data), "--metric", "em", "--out", "o",
+                                          "--stop", "\\n", "--stop", "„Frage:", "--limit", "1"])
+    assert cli.load_tasks(args)[0].spec.stop == ("\n", "„Frage:")

@@ -84,7 +84,8 @@ def load_tasks(args) -> list[tasks_mod.Task]:
     names = [n.strip() for n in args.task.split(",") if n.strip()]
     if names == ["all"]:
         names = list(tasks_mod.TASK_NAMES)
-    stop = tuple(s.encode().decode("unicode_escape") for s in args.stop) if args.stop else None
+    # "\n" and "\t" typed on a command line mean newline and tab; other text is taken as it is.
+    stop = tuple(s.replace("\\n", "\n").replace("\\t", "\t") for s in args.stop) if args.stop else None
     out = []
     for name in names:
         if name == "custom":
