@@ -33,7 +33,9 @@ def main(root: Path) -> None:
     walls = {}
     if (root / "walltimes.tsv").exists():
         for name, folder, seconds, command in csv.reader(open(root / "walltimes.tsv"), delimiter="\t"):
-            walls[(name, Path(folder).name)] = (int(seconds), command)
+            # A step run again (resumed with a larger --limit) adds its time; the last command is shown.
+            before = walls.get((name, Path(folder).name), (0, ""))[0]
+            walls[(name, Path(folder).name)] = (before + int(seconds), command)
     tasks = [t for t in TASKS if t in main_runs]
     if not tasks:
         sys.exit(f"no runs under {root}")
@@ -94,7 +96,7 @@ def main(root: Path) -> None:
             secs = " / ".join("" if c is None else f"{c['seconds_mean']:.1f}" for c in cs)
             print(f"| {t} ({s['tasks'][t]['items']} items) | " + " | ".join(scores) + f" | {secs} |")
 
-    print("\n### Commands and wall times\n")
+    print("\n### Commands and wall times (summed over the passes that extended each step)\n")
     for (name, folder), (seconds, command) in walls.items():
         print(f"- {folder} ({name}), {seconds // 60} min {seconds % 60} s: `{command}`")
 
