@@ -74,7 +74,7 @@ def client(app_url):
 def run_args(client, task=QA, **over):
     prompt, reference, fmt, stop, _, kind = client.predict(task, api_name="/task_preset")
     d = dict(model_a=A, model_b=B, model_c="(none)", prompt=prompt, tau=0.7, max_words=3, branches=1,
-             max_new_tokens=6, stop=stop, prompt_format=fmt, task=kind, reference=reference)
+             max_new_tokens=4, stop=stop, prompt_format=fmt, task=kind, reference=reference)
     d.update(over)
     return list(d.values())
 

@@ -103,7 +103,7 @@ def test_fill_task_and_gpu_duration(studio):
 
 @pytest.fixture(scope="module")
 def qa_run(studio):
-    return drain(studio.run(*inputs(studio, max_new_tokens=5)))
+    return drain(studio.run(*inputs(studio, max_new_tokens=3)))
 
 
 def test_run_streams_and_renders_the_trace(qa_run, lms):
@@ -139,10 +139,10 @@ def test_same_request_gives_same_trace_even_after_a_cancelled_one(studio, qa_run
     first = Trace.from_dict(qa_run[-1][5])
     n_loads = len(loads)
     # a request cancelled after its first round (what Stop or a disconnect does to the generator)
-    gen = studio.run(*inputs(studio, max_new_tokens=5))
+    gen = studio.run(*inputs(studio, max_new_tokens=3))
     next(gen), next(gen)
     gen.close()
-    again = Trace.from_dict(drain(studio.run(*inputs(studio, max_new_tokens=5)))[-1][5])
+    again = Trace.from_dict(drain(studio.run(*inputs(studio, max_new_tokens=3)))[-1][5])
     assert again.text == first.text
     assert [r.to_dict() for r in again.rounds] == [r.to_dict() for r in first.rounds]
     assert again.stats.forward_passes == first.stats.forward_passes
@@ -151,7 +151,7 @@ def test_same_request_gives_same_trace_even_after_a_cancelled_one(studio, qa_run
 
 def test_compare_reuses_the_run_and_scores_every_method(studio, qa_run):
     state = qa_run[-1][5]
-    outs = drain(studio.compare(state, *inputs(studio, max_new_tokens=5)))
+    outs = drain(studio.compare(state, *inputs(studio, max_new_tokens=3)))
     status, cards, fig, table, summary, md_path, results = outs[-1]
     names = [r["name"] for r in results]
     assert names == ["AdaFuse", f"greedy {A}", f"greedy {B}", "fixed L=1", "fixed L=2", "fixed L=3"]
@@ -167,7 +167,7 @@ def test_compare_reuses_the_run_and_scores_every_method(studio, qa_run):
     assert "| fixed L=3 |" in summary and open(md_path, encoding="utf-8").read() == summary
     assert "af-best" in cards and status.startswith("**Done.**")
     # AdaFuse's objective here is the one scored from scratch (same value as the run's tokens say)
-    fresh = studio.compare(None, *inputs(studio, max_new_tokens=5))
+    fresh = studio.compare(None, *inputs(studio, max_new_tokens=3))
     first = next(fresh)
     assert first[0] == "Running AdaFuse…"
     fresh.close()
@@ -176,7 +176,7 @@ def test_compare_reuses_the_run_and_scores_every_method(studio, qa_run):
 def test_time_limit_stops_decoding_and_says_so(lms, tmp_path):
     st = Studio(store=ModelStore(lambda n, p=None: {lm.name: lm for lm in lms}[n]),
                 limits=Limits(time_limit_s=1e-6), export_dir=str(tmp_path))
-    out = drain(st.run(*inputs(st, max_new_tokens=5)))[-1]
+    out = drain(st.run(*inputs(st, max_new_tokens=3)))[-1]
     assert Trace.from_dict(out[5]).stats.stop_reason == "time_limit"
     assert "time limit" in out[0] and "time limit" in out[1]
 
@@ -259,3 +259,17 @@ def test_objective_is_each_models_mean_nll_of_the_output(lms):
         assert per_model[lm.name] == pytest.approx(float(-lp.mean()), abs=1e-3)
     assert objective == pytest.approx(sum(per_model.values()) / 2)
     assert math.isnan(scorer.objective("")[0])
+
+
+def test_model_loading_progress_reaches_the_ui(lms, tmp_path):
+    by_name = {lm.name: lm for lm in lms}
+
+    def load(name, progress=None):              # what the engine reports while converting
+        progress(f"{name}: dequantizing the weights", 0.5)
+        return by_name[name]
+    seen = []
+    st = Studio(store=ModelStore(load), export_dir=str(tmp_path))
+    outs = drain(st.run(*inputs(st, max_new_tokens=2), progress=lambda frac, desc=None: seen.append((frac, desc))))
+    assert outs[0][0].startswith("Loading smollm2-135m-instruct, gemma3-270m")
+    assert (0.0, f"loading {A} (1/2)") in seen and (0.5, f"{B}: dequantizing the weights") in seen
+    assert outs[-1][0].startswith("**Done.**")
