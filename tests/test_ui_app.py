@@ -1,0 +1,49 @@
+"""The app's wiring, without serving it: endpoints, shared decode concurrency, Stop cancels every
+decoding event, custom model ids only when the operator allows them."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import app  # noqa: E402
+from adafuse.ui.callbacks import Studio  # noqa: E402
+
+
+def build(monkeypatch, allow_custom: bool):
+    if allow_custom:
+        monkeypatch.setenv("ADAFUSE_ALLOW_CUSTOM_MODELS", "1")
+    else:
+        monkeypatch.delenv("ADAFUSE_ALLOW_CUSTOM_MODELS", raising=False)
+    return app.build(Studio()).get_config_file()
+
+
+@pytest.mark.parametrize("allow_custom", [False, True])
+def test_model_boxes_take_custom_ids_only_when_allowed(monkeypatch, allow_custom):
+    cfg = build(monkeypatch, allow_custom)
+    boxes = {c["props"]["label"]: c["props"] for c in cfg["components"] if c.get("type") == "dropdown"}
+    for label in ("Model A", "Model B", "Model C (optional)"):
+        assert boxes[label]["allow_custom_value"] is allow_custom
+    assert boxes["Model A"]["value"] == "smollm2-135m-instruct" and boxes["Model B"]["value"] == "gemma3-270m"
+
+
+def test_stop_cancels_every_decoding_event(monkeypatch):
+    cfg = build(monkeypatch, False)
+    deps = cfg["dependencies"]
+    decoding = {d["id"] for d in deps if d.get("api_name") in ("run", "compare")
+                or (d.get("trigger_after") is not None and d.get("trigger_only_on_success"))
+                or d.get("api_name", "").startswith("run_")}
+    cancels = set()
+    for d in deps:
+        cancels |= set(d.get("cancels") or [])
+    assert decoding and decoding <= cancels
+    named = {d.get("api_name") for d in deps}
+    assert {"run", "compare", "task_preset", "stop"} <= named
+
+
+def test_decodes_share_one_concurrency_limit(monkeypatch):
+    monkeypatch.setenv("ADAFUSE_CONCURRENCY", "3")
+    demo = app.build(Studio())
+    decode_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == "decode"]
+    assert len(decode_fns) >= 5                 # run (button, enter), auto-compare x2, compare
+    assert {fn.concurrency_limit for fn in decode_fns} == {3}
