@@ -17,7 +17,7 @@ import gradio as gr
 
 import adafuse
 from adafuse.ui import charts, render
-from adafuse.ui.callbacks import INPUT_NAMES, NONE_CHOICE, Studio, gpu_duration
+from adafuse.ui.callbacks import INPUT_NAMES, NONE_CHOICE, Studio, compare_gpu_duration, gpu_duration
 from adafuse.ui.model_store import custom_models_allowed
 from adafuse.ui.spaces_shim import gpu
 
@@ -130,7 +130,7 @@ def build(studio: Studio) -> gr.Blocks:
         task_preset.change(studio.fill_task, task_preset,
                            [prompt, reference, prompt_format, stop, max_new_tokens, task], api_name="task_preset")
         run_fn = gpu(duration=gpu_duration)(studio.run)
-        compare_fn = gpu(duration=lambda trace, *a, **k: gpu_duration(*a, **k))(studio.compare)
+        compare_fn = gpu(duration=compare_gpu_duration)(studio.compare)
         common = dict(concurrency_id="decode", concurrency_limit=concurrency_limit())
         run_event = run_btn.click(run_fn, decode_inputs, run_outputs, api_name="run", **common)
         prompt_submit = prompt.submit(run_fn, decode_inputs, run_outputs, api_visibility="private", **common)

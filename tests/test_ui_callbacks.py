@@ -95,8 +95,9 @@ def test_fill_task_and_gpu_duration(studio):
     with pytest.raises(gr.Error):
         studio.fill_task("nope")
     short = callbacks.gpu_duration(*inputs(studio, max_new_tokens=16))
-    long = callbacks.gpu_duration(*inputs(studio, max_new_tokens=512, model_c=A))
-    assert 0 < short < long
+    long = callbacks.gpu_duration(*inputs(studio, max_new_tokens=256, model_c=A))
+    assert 0 < short < long <= 300
+    assert short < callbacks.compare_gpu_duration(None, *inputs(studio, max_new_tokens=16)) <= 300
 
 
 # ---- with the real models -----------------------------------------------------------------------
@@ -273,3 +274,13 @@ def test_model_loading_progress_reaches_the_ui(lms, tmp_path):
     assert outs[0][0].startswith("Loading smollm2-135m-instruct, gemma3-270m")
     assert (0.0, f"loading {A} (1/2)") in seen and (0.5, f"{B}: dequantizing the weights") in seen
     assert outs[-1][0].startswith("**Done.**")
+
+
+def test_exports_are_named_by_content_and_old_ones_pruned(tmp_path):
+    import os
+    st = Studio(api=adafuse, store=ModelStore(lambda n, p=None: object()), export_dir=str(tmp_path))
+    a = st._export('{"a": 1}', "json")
+    assert st._export('{"a": 1}', "json") == a and a.endswith(".json")
+    os.utime(a, (1, 1))                               # an hour-old export
+    b = st._export("# summary", "md")
+    assert not os.path.exists(a) and os.path.exists(b) and b.endswith(".md")

@@ -77,5 +77,6 @@ def test_spaces_shim_uses_spaces_gpu_in_both_forms(monkeypatch):
 
 def test_gpu_seconds_grows_with_tokens_and_models():
     from adafuse.ui.spaces_shim import gpu_seconds
-    assert gpu_seconds(64, 2) < gpu_seconds(512, 2) < gpu_seconds(512, 3) <= 300
+    assert gpu_seconds(64, 2) < gpu_seconds(256, 2) < gpu_seconds(256, 3) <= 300
+    assert gpu_seconds(64, 2) < gpu_seconds(64, 2, decodes=6)
     assert gpu_seconds(100000, 8) == 300

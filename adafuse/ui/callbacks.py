@@ -35,6 +35,7 @@ NONE_CHOICE = "(none)"
 TAU_RANGE, M_RANGE, B_RANGE = (0.0, 1.0), (1, 5), (1, 5)
 MAX_PROMPT_CHARS = 20_000
 TABLE_REFRESH_S = 1.0     # while streaming, tables and charts refresh at most this often
+EXPORT_TTL_S = 3600      # export files are kept this long for their download buttons
 
 
 @dataclass(frozen=True)
@@ -87,16 +88,26 @@ def _in_range(name, value, low, high):
 
 
 def gpu_duration(*args, **kwargs) -> int:
-    """ZeroGPU duration for a decoding callback, from its max new tokens and model count."""
+    """ZeroGPU seconds for an AdaFuse run, from its max new tokens and model count."""
+    return _gpu_duration(1, args, kwargs)
+
+
+def compare_gpu_duration(trace_state, *args, **kwargs) -> int:
+    """ZeroGPU seconds for the comparison: up to 1 + K + 3 decodes (AdaFuse, K greedy, L = 1..3)."""
+    return _gpu_duration(None, args, kwargs)
+
+
+def _gpu_duration(decodes, args, kwargs) -> int:
     from .spaces_shim import gpu_seconds
-    named = dict(zip(INPUT_NAMES, args[-len(INPUT_NAMES):] if len(args) >= len(INPUT_NAMES) else args))
-    named.update(kwargs)
+    named = dict(zip(INPUT_NAMES, args))
+    named.update({k: v for k, v in kwargs.items() if k in INPUT_NAMES})
     n_models = sum(1 for k in ("model_a", "model_b", "model_c") if named.get(k) not in (None, "", NONE_CHOICE))
     try:
         tokens = int(named.get("max_new_tokens") or 64)
     except (TypeError, ValueError):
         tokens = 64
-    return gpu_seconds(tokens, max(n_models, 2)) * 4     # the comparison decodes 4 + K more times
+    n_models = max(n_models, 2)
+    return gpu_seconds(tokens, n_models, decodes or (1 + n_models + len(compare.FIXED_LENGTHS)))
 
 
 def _table(headers_rows) -> pd.DataFrame:
@@ -201,9 +212,18 @@ class Studio:
                 self._export(trace.to_json(indent=1), "json"), self._export(summary, "md"))
 
     def _export(self, text: str, ext: str) -> str:
+        """Write an export file (named by its content) for a download button. Gradio copies it
+        into its own cache, so files older than an hour are pruned here."""
         digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
         path = self.export_dir / f"adafuse-{'trace' if ext == 'json' else 'summary'}-{digest}.{ext}"
         path.write_text(text, encoding="utf-8")
+        cutoff = time.time() - EXPORT_TTL_S
+        for old in self.export_dir.glob("adafuse-*"):
+            try:
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+            except OSError:
+                pass                                # another request pruned it first
         return str(path)
 
     # ---- comparison -------------------------------------------------------------------------

@@ -27,7 +27,9 @@ def _wrap(fn, duration=None):
     return _spaces.GPU(duration=duration)(fn)
 
 
-def gpu_seconds(max_new_tokens: int, n_models: int, per_token: float = 0.15, base: float = 20.0,
-                cap: float = 300.0) -> int:
-    """GPU time to ask for: every committed token costs each model a few forward passes."""
-    return int(min(cap, base + per_token * max(1, int(max_new_tokens)) * max(1, int(n_models))))
+def gpu_seconds(max_new_tokens: int, n_models: int, decodes: int = 1, per_token: float = 0.15,
+                base: float = 20.0, cap: float = 300.0) -> int:
+    """GPU time to ask for: every committed token costs each model a few forward passes, in
+    each of `decodes` decodes (the comparison runs several)."""
+    work = per_token * max(1, int(max_new_tokens)) * max(1, int(n_models)) * max(1, int(decodes))
+    return int(min(cap, base + work))
