@@ -53,7 +53,8 @@ def main(root: Path) -> None:
             c = cell(main_runs[t], t, slug)
             row.append("" if c is None else f"{c['score']:.1f}")
         print(f"| {label} | " + " | ".join(row) + " |")
-    print("\nItems per task: " + ", ".join(f"{t} {main_runs[t]['tasks'][t]['items']}" for t in tasks) + ".")
+    print("\nItems per task (finished by every method): " + ", ".join(
+        f"{t} {min(c['n'] for c in main_runs[t]['tasks'][t]['methods'].values())}" for t in tasks) + ".")
     print("\nSecondary: F1 (QA), chrF (FLORES).\n")
     secondary = [t for t in tasks if main_runs[t]["tasks"][t]["metric"] != "number"]
     print("| method | " + " | ".join(secondary) + " |")
@@ -94,7 +95,8 @@ def main(root: Path) -> None:
             cs = [cell(s, t, f"adafuse_tau0.7_M3_B{b}") for b in (1, 2, 3)]
             scores = ["" if c is None else f"{c['score']:.1f}" for c in cs]
             secs = " / ".join("" if c is None else f"{c['seconds_mean']:.1f}" for c in cs)
-            print(f"| {t} ({s['tasks'][t]['items']} items) | " + " | ".join(scores) + f" | {secs} |")
+            n = min(c["n"] for c in cs if c is not None)
+            print(f"| {t} ({n} items) | " + " | ".join(scores) + f" | {secs} |")
 
     print("\n### Commands and wall times (summed over the passes that extended each step)\n")
     for (name, folder), (seconds, command) in walls.items():

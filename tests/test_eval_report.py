@@ -89,3 +89,13 @@ def test_markdown_and_html(two_tasks, tmp_path):
         assert title in page
     assert json.loads(paths["summary"].read_text())["tasks"]["qa"]["items"] == 4
     assert paths["markdown"].read_text().startswith("# AdaFuse evaluation")
+
+
+def test_an_interrupted_run_is_compared_on_the_items_every_method_finished(two_tasks):
+    task_list, methods, results = two_tasks
+    results["qa"]["fixed_L2"] = results["qa"]["fixed_L2"][:3]         # killed before its 4th item
+    s = report.summarize(task_list, methods, results)
+    qa = s["tasks"]["qa"]["methods"]
+    assert {c["n"] for c in qa.values()} == {3}
+    assert qa["adafuse_tau0.7_M3_B1"]["score"] == 100.0 and qa["adafuse_tau0.7_M3_B2"]["score"] == 100.0
+    assert "| adafuse B=1 | 100.0 (n=3) |" in report.markdown(s)

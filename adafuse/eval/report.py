@@ -1,8 +1,8 @@
 """Turn per-item records into summary.json, a Markdown report and a self-contained Plotly HTML.
 
 Scores are in percent (0-100): EM / F1 / accuracy are means over items; BLEU and chrF are corpus
-scores from sacrebleu. Each cell counts the items its method finished (n is shown when that is
-fewer than the task's selection, e.g. for an interrupted run).
+scores from sacrebleu. In a task, every method is scored on the items that all of them finished
+(n is shown when that is fewer than the task's selection, as for an interrupted run).
 """
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ def summarize(tasks: list[Task], methods: list[Method], results: dict[str, dict[
         keys = {item.key for item in task.items}
         by_method = {m.slug: [r for r in results.get(task.name, {}).get(m.slug, []) if r["key"] in keys]
                      for m in methods}
+        # An interrupted run: compare every method on the items all of them finished.
+        for recs in by_method.values():
+            if recs:
+                keys &= {r["key"] for r in recs}
+        by_method = {slug: [r for r in recs if r["key"] in keys] for slug, recs in by_method.items()}
         row = {"metric": task.spec.metric, "primary": PRIMARY[task.spec.metric], "items": len(task.items),
                "data": task.data_path, "skipped_lines": list(task.problems), "settings": task.fingerprint(),
                "methods": {}}
