@@ -49,42 +49,63 @@ def encode_candidate(state: ModelState, committed: str, text: str) -> tuple[list
 
 
 @torch.inference_mode()
-def score(state: ModelState, committed: str, candidates: list[tuple[str, bool]]) -> list[ScoredRow]:
-    """Score (text, eos) candidates given the committed output; one batched forward."""
+def score(state: ModelState, committed: str, candidates: list[tuple[str, bool]],
+          own_ids: list[int] = (), own_dists: list[torch.Tensor] = ()) -> list[ScoredRow]:
+    """Score (text, eos) candidates given the committed output, in at most one batched forward.
+
+    `own_ids` are tokens this model generated this round whose KV its main cache already holds,
+    `own_dists` the distribution after each. A candidate that starts with the same tokens (one
+    model stopped after " Jane", the other went on to " Jane Austen") is scored from there: the
+    shared tokens' log-probs are already known, and a candidate that lies wholly inside them needs
+    no forward at all.
+    """
     n = len(state.ids)
     eos_id = state.lm.eos_id
+    extended = state.ids + list(own_ids)
     rows = []
     for text, eos in candidates:
         full, p = encode_candidate(state, committed, text)
         if p < 1:
             raise RuntimeError(f"{state.name}: candidate shares no token with the prompt")
         rows.append((full, p, full + ([eos_id] if eos else []), eos))
-    # Rows share the cache up to `start`. Normally start = n and the first span token's log-prob is
-    # the committed distribution we already hold; after a boundary re-tokenization the rows begin
-    # one token before the earliest divergence so that its distribution comes out of this forward.
     min_p = min(p for _, p, _, _ in rows)
-    start = n if min_p == n else min_p - 1
-    inputs = [seq[start:] for _, _, seq, _ in rows]
-    width = max(len(x) for x in inputs)
-    pad = inputs[0][0]
-    batch = torch.tensor([x + [pad] * (width - len(x)) for x in inputs])
-    cache = kv.fan_out(state.cache, len(rows), start)
-    # Right padding needs no attention mask: causal attention never looks at later positions.
-    logprobs = torch.log_softmax(forward(state, batch, cache, logits_to_keep=width), dim=-1)
+    if min_p == n:
+        # Rows share the cache up to `start`, where the first of them leaves the model's own tokens.
+        start = min(common_prefix_len(full, extended) for full, _, _, _ in rows)
+    else:
+        # A boundary re-tokenization: begin one token before the earliest divergence so that its
+        # distribution comes out of this forward.
+        start = min_p - 1
+
+    def known(j: int) -> torch.Tensor:  # distribution over position j <= start, without a forward
+        return state.next_logprobs if j == n else own_dists[j - n - 1]
+
+    batch_rows = [r for r, (_, _, seq, _) in enumerate(rows) if len(seq) > start]
+    logprobs, cache = None, state.cache
+    if batch_rows:
+        inputs = [rows[r][2][start:] for r in batch_rows]
+        width = max(len(x) for x in inputs)
+        batch = torch.tensor([x + [x[0]] * (width - len(x)) for x in inputs])
+        cache = kv.fan_out(state.cache, len(inputs), start)
+        # Right padding needs no attention mask: causal attention never looks at later positions.
+        logprobs = torch.log_softmax(forward(state, batch, cache, logits_to_keep=width), dim=-1)
     out = []
-    for r, ((full, p, seq, eos), x) in enumerate(zip(rows, inputs)):
-        targets = torch.tensor(seq[p:], device=logprobs.device)
-        # the distribution over position j comes from output j - 1 - start (or the held one)
-        pos = torch.arange(p, len(seq), device=logprobs.device) - 1 - start
-        picked = []
-        if start == n and p == n:
-            picked.append(state.next_logprobs[targets[0]])
-            targets, pos = targets[1:], pos[1:]
-        picked.append(logprobs[r, pos, targets])
-        lp = torch.cat([t.reshape(-1) for t in picked])
-        nll = float(-lp.mean())
-        next_lp = None if eos else logprobs[r, len(x) - 1]
-        out.append(ScoredRow(full, p, seq[p:], nll, cache, r, next_lp))
+    for r, (full, p, seq, eos) in enumerate(rows):
+        b = batch_rows.index(r) if r in batch_rows else None
+        first_computed = min(max(p, start + 1), len(seq))  # positions before it are known
+        picked = [known(j)[seq[j]].reshape(1) for j in range(p, first_computed)]
+        if first_computed < len(seq):
+            pos = torch.arange(first_computed, len(seq), device=logprobs.device) - 1 - start
+            picked.append(logprobs[b, pos, torch.tensor(seq[first_computed:], device=logprobs.device)])
+        nll = float(-torch.cat([x.to(picked[0].device) for x in picked]).mean())
+        if eos:
+            next_lp = None
+        elif b is None:
+            next_lp = known(len(seq))
+        else:
+            next_lp = logprobs[b, len(seq) - 1 - start]
+        out.append(ScoredRow(full, p, seq[p:], nll, cache if b is not None else state.cache,
+                             b if b is not None else 0, next_lp))
     return out
 
 

@@ -90,25 +90,25 @@ def test_d_every_reported_nll_matches_a_full_forward(lms, settings):
 
 @pytest.mark.parametrize("which", [0, 1], ids=["smollm2", "gemma3"])
 def test_boundary_retokenization_resyncs_to_the_tokenizer(lms, which):
-    """"\n" committed, then a candidate starting with "\n": both tokenizers merge "\n\n" into one
-    token, so the row must start before the committed "\n" and the commit must replace it."""
+    """"." committed, then a candidate "..": both tokenizers merge "..." into one token, so the row
+    must start before the committed "." and the commit must replace it with the merged token."""
+    from adafuse import kv
     from adafuse.score import commit_scored, score
     from adafuse.state import start
     lm = lms[which]
-    prompt = "First line."
-    # the model's state after committing "\n" as output
-    fresh = start(lm, lm.name, prompt + "\n", "raw")
-    fresh.prefix = prompt
-    assert lm.tokenizer.decode(fresh.ids[-1:]) == "\n"
-    (row,) = score(fresh, "\n", [("\nSecond line.", False)])
-    canonical = lm.tokenizer(prompt + "\n\nSecond line.").input_ids
+    prompt, committed, candidate = "Wait", ".", ".. what?"
+    # the model's state after committing "." as output
+    state = start(lm, lm.name, prompt + committed, "raw")
+    state.prefix = prompt
+    assert lm.tokenizer.decode(state.ids[-1:]) == "."
+    (row,) = score(state, committed, [(candidate, False)])
+    canonical = lm.tokenizer(prompt + committed + candidate).input_ids
     assert row.ids == canonical
-    assert row.span_start < len(fresh.ids)  # the committed "\n" was re-tokenized with the span
+    assert row.span_start < len(state.ids)  # the committed "." was re-tokenized with the span
     assert row.nll == pytest.approx(full_forward_nll(lm, canonical[:row.span_start], row.scored_ids), abs=1e-3)
-    commit_scored(fresh, row)
-    assert fresh.ids == canonical
-    from adafuse import kv
-    assert kv.cache_len(fresh.cache) == len(canonical)
+    commit_scored(state, row)
+    assert state.ids == canonical
+    assert kv.cache_len(state.cache) == len(canonical)
 
 
 def test_e_words_per_round_and_distinct_branches(lms):
@@ -146,3 +146,23 @@ def test_fused_score_is_mean_and_lowest_wins(lms):
             assert set(c.nll) == set(trace.models)
             assert c.score == pytest.approx(sum(c.nll.values()) / 2)
         assert r.winner.score == min(c.score for c in r.candidates)
+
+
+def test_scoring_reuses_the_models_own_tokens(smol):
+    """A candidate inside the model's own span costs no forward; one extending it costs one
+    forward over the extension only; both NLLs equal a full forward's."""
+    from adafuse.propose import propose
+    from adafuse.score import score
+    from adafuse.state import start
+    state = start(smol, smol.name, PROMPTS[0], "raw")
+    (span,) = propose(state, DecodeConfig(tau=0.0, max_words=3), budget=20)[1]
+    assert span.words == 3 and span.shared == len(span.token_ids) == len(span.dists)
+    first_word = span.text[: span.text.index(" ", 1)]
+    before = state.forward_passes
+    (inside,) = score(state, "", [(first_word, False)], span.token_ids, span.dists)
+    assert state.forward_passes == before
+    (beyond,) = score(state, "", [(span.text + " and more", False)], span.token_ids, span.dists)
+    assert state.forward_passes == before + 1
+    for row in (inside, beyond):
+        context = row.ids[:row.span_start]
+        assert row.nll == pytest.approx(full_forward_nll(smol, context, row.scored_ids), abs=1e-3)
