@@ -11,12 +11,16 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from .fast import FastCache  # the static-buffer cache of the fast path (adafuse/fast.py)
+
 
 def new_cache() -> DynamicCache:
     return DynamicCache()
 
 
 def cache_len(cache: DynamicCache) -> int:
+    if isinstance(cache, FastCache):
+        return cache.length
     for layer in cache.layers:
         if layer.is_initialized and layer.keys is not None and layer.keys.numel():
             return layer.keys.shape[-2]
@@ -25,6 +29,8 @@ def cache_len(cache: DynamicCache) -> int:
 
 def crop(cache: DynamicCache, length: int) -> None:
     """Keep the first `length` positions, in place (slicing is a view: no copy)."""
+    if isinstance(cache, FastCache):
+        return cache.crop(length)
     for layer in cache.layers:
         if layer.is_initialized and layer.keys is not None and layer.keys.shape[-2] > length:
             layer.keys = layer.keys[..., :length, :]
@@ -46,6 +52,8 @@ def _from_tensors(pairs) -> DynamicCache:
 
 def select_row(cache: DynamicCache, row: int, length: int) -> DynamicCache:
     """A batch-1 cache holding row `row`'s first `length` positions (views, no copy)."""
+    if isinstance(cache, FastCache):
+        return cache.select_row(row, length)
     return _from_tensors((l.keys[row:row + 1, :, :length], l.values[row:row + 1, :, :length])
                          if l.is_initialized else (None, None) for l in cache.layers)
 
@@ -56,6 +64,8 @@ def fan_out(cache: DynamicCache, rows: int, length: int) -> DynamicCache:
     `expand` makes views, so the shared prefix is not copied here; the first forward on the new
     cache concatenates, which copies once. The source cache is left untouched.
     """
+    if isinstance(cache, FastCache):
+        return cache.fan_out(rows, length)
     return _from_tensors((l.keys[:, :, :length].expand(rows, -1, -1, -1),
                           l.values[:, :, :length].expand(rows, -1, -1, -1))
                          if l.is_initialized else (None, None) for l in cache.layers)

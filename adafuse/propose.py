@@ -52,6 +52,13 @@ def margin(logprobs: torch.Tensor) -> float:
     return float(top[0] - top[1])
 
 
+def margin_and_argmax(logprobs: torch.Tensor) -> tuple[float, int]:
+    """margin(logprobs) and its argmax in one device-to-host copy (each copy waits for the GPU)."""
+    top = logprobs.topk(2).values.exp()
+    m, best = torch.stack([(top[0] - top[1]).double(), logprobs.argmax().double()]).tolist()
+    return m, int(best)
+
+
 def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, firsts: list[int],
                    budget: int) -> list[Word]:
     """Greedily complete one word per first token, all rows in one batched forward per step.
@@ -61,9 +68,11 @@ def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, first
     """
     vocab = state.lm.vocab
     rows = len(firsts)
-    words = [Word([f], [float(first_logprobs[f])], bool(vocab.is_eos[f]), None, r) for r, f in enumerate(firsts)]
-    live = [not w.eos for w in words]
     current = torch.tensor(firsts, device=state.lm.device)
+    # One device-to-host copy per step for all rows (float64 holds ids and float32 values exactly).
+    first_lp, first_eos = torch.stack([first_logprobs[current].double(), vocab.is_eos[current].double()]).tolist()
+    words = [Word([f], [first_lp[r]], bool(first_eos[r]), None, r) for r, f in enumerate(firsts)]
+    live = [not w.eos for w in words]
     if not any(live):
         return words
     limit = min(budget, MAX_WORD_TOKENS)
@@ -71,7 +80,9 @@ def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, first
         logprobs = torch.log_softmax(forward(state, current[:, None], cache, logits_to_keep=1)[:, -1], dim=-1)
         nxt = logprobs.argmax(-1)
         ends = vocab.starts_word[nxt] | vocab.is_eos[nxt]
-        nxt_l, ends_l = nxt.tolist(), ends.tolist()
+        picked = logprobs.gather(1, nxt[:, None])[:, 0]
+        nxt_f, ends_f, picked_l = torch.stack([nxt.double(), ends.double(), picked.double()]).tolist()
+        nxt_l, ends_l = [int(i) for i in nxt_f], [bool(e) for e in ends_f]
         for r in range(rows):
             if not live[r]:
                 continue
@@ -80,7 +91,7 @@ def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, first
                 live[r], w.next_logprobs = False, logprobs[r]
             else:
                 w.tokens.append(nxt_l[r])
-                w.logprobs.append(float(logprobs[r, nxt_l[r]]))
+                w.logprobs.append(picked_l[r])
         if not any(live):
             return words
         current = nxt  # finished rows keep stepping on junk; their outputs are never read
@@ -100,7 +111,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     branch_words: list[Word] = []
     branch_cache = None
     while len(words) < target and len(tokens) < budget:
-        m = margin(dist)
+        m, best = margin_and_argmax(dist)
         margins.append(m)
         uncertain = cfg.mode == "adafuse" and m < cfg.tau
         if uncertain and cfg.branches > 1:
@@ -108,7 +119,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
             branch_cache, branch_words = _branch(state, state.ids + tokens, dist, cfg.branches,
                                                  budget - len(tokens))
             break
-        (word,) = complete_words(state, state.cache, dist, [int(dist.argmax())], budget - len(tokens))
+        (word,) = complete_words(state, state.cache, dist, [best], budget - len(tokens))
         if word.eos:  # EOS at a word start ends the span; it is not a word
             logprobs.append(word.logprobs[0])
             eos = True

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import kv
+from . import fast, kv
 from .errors import InputError
 from .models import LM
 
@@ -35,6 +35,8 @@ class ModelState:
 def forward(state: ModelState, input_ids: torch.Tensor, cache, logits_to_keep: int = 0) -> torch.Tensor:
     """One counted forward over `input_ids` [rows, t], extending `cache`; float32 logits."""
     state.forward_passes += 1
+    if isinstance(cache, fast.FastCache):  # static KV buffer + CUDA graphs (adafuse/fast.py)
+        return cache.forward(input_ids, logits_to_keep)
     out = state.lm.model(input_ids=input_ids.to(state.lm.device), use_cache=True,
                          logits_to_keep=logits_to_keep, **{state.lm.cache_kwarg: cache})
     logits = out.logits.float()
@@ -64,6 +66,7 @@ def start(lm: LM, name: str, prompt: str, prompt_format: str) -> ModelState:
         raise InputError(f"the prompt is {len(ids)} tokens for model {name!r}, whose context window "
                          f"is {lm.context_length} tokens: shorten it")
     state = ModelState(lm, name, prefix, add_special, used, list(ids), len(ids), kv.new_cache(), None)
+    state.cache = fast.claim(lm, state, len(ids)) or state.cache
     logits = forward(state, torch.tensor([ids]), state.cache, logits_to_keep=1)
     state.next_logprobs = torch.log_softmax(logits[0, -1], dim=-1)
     return state
