@@ -11,6 +11,7 @@ from . import kv
 from .config import DecodeConfig
 from .errors import InputError
 from .models import LM
+from .parallel import map_models
 from .propose import MAX_WORD_TOKENS, Span, propose
 from .score import ScoredRow, commit_scored, score
 from .state import ModelState, start
@@ -73,8 +74,9 @@ def _round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int], comm
     proposals, own = [], []           # own[k]: {(text, eos): Span} proposed by model k
     candidates: list[Candidate] = []
     by_key: dict[tuple[str, bool], Candidate] = {}
-    for state, budget in zip(states, budgets):
-        proposal, spans = propose(state, cfg, budget)
+    devices = [s.lm.device for s in states]
+    results = map_models(lambda state, budget: propose(state, cfg, budget), devices, states, budgets)
+    for state, (proposal, spans) in zip(states, results):
         proposals.append(proposal)
         mine = {}
         for span in spans:
@@ -93,9 +95,10 @@ def _round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int], comm
         own.append(mine)
 
     scored: list[dict[tuple[str, bool], ScoredRow]] = []
-    for state, mine in zip(states, own):
-        todo = [(c.text, c.eos) for c in candidates if (c.text, c.eos) not in mine]
-        rows = dict(zip(todo, score(state, committed, todo))) if todo else {}
+    todos = [[(c.text, c.eos) for c in candidates if (c.text, c.eos) not in mine] for mine in own]
+    results = map_models(lambda state, todo: score(state, committed, todo) if todo else [], devices, states, todos)
+    for state, todo, result in zip(states, todos, results):
+        rows = dict(zip(todo, result))
         for key, row in rows.items():
             by_key[key].nll[state.name] = row.nll
             by_key[key].tokens[state.name] = len(row.scored_ids)
