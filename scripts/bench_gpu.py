@@ -210,8 +210,10 @@ def main() -> None:
     print(f"built models in {time.perf_counter() - t_start:.0f} s", flush=True)
 
     # A prompt of exactly --prompt-tokens tokens for the Llama-shaped model (its own tokenizer).
-    long = llama.tokenizer(TEXT * 40, add_special_tokens=False).input_ids
-    prompt = llama.tokenizer.decode(long[:args.prompt_tokens - 1])  # + BOS
+    tok = llama.tokenizer
+    special = len(tok("a").input_ids) - len(tok("a", add_special_tokens=False).input_ids)  # BOS, if any
+    long = tok(TEXT * 40, add_special_tokens=False).input_ids
+    prompt = tok.decode(long[:args.prompt_tokens - special])
     res: dict = {"info": info, "prompt_tokens": {}, "greedy": {}, "bandwidth": {}, "adafuse": {}, "checks": {}}
     bw = copy_bandwidth("cuda:0")
     res["bandwidth"]["measured_copy_bytes_per_s"] = bw
