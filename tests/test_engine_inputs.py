@@ -68,10 +68,10 @@ def test_unknown_models_fail_fast_and_clearly(tmp_path, monkeypatch):
 def test_stop_string_cuts_the_output(smol):
     prompt = "Question: what is the capital of France?\nAnswer: Paris\n\nQuestion: what is 2 + 2?\nAnswer:"
     free = adafuse.generate([smol], prompt, DecodeConfig(max_new_tokens=40))
-    assert "\nQuestion:" in free.text  # the model goes on with the next few-shot question
-    cut = adafuse.generate([smol], prompt, DecodeConfig(max_new_tokens=40, stop=("\nQuestion:",)))
+    assert "\n" in free.text.strip()  # the model goes on past the answer's line
+    cut = adafuse.generate([smol], prompt, DecodeConfig(max_new_tokens=40, stop=("\n",)))
     assert cut.stats.stop_reason == "stop_string"
-    assert cut.text == free.text[:free.text.index("\nQuestion:")]
+    assert cut.text == free.text[:free.text.index("\n")] and cut.text.strip()
     assert "".join(cut.spans()) == cut.text
 
 
@@ -136,7 +136,7 @@ def test_cli_generate_json_and_errors(capsys):
     assert cli_main(["generate", "--prompt", "  "]) == 2
     assert "prompt is empty" in capsys.readouterr().err
     assert cli_main(["generate", "--prompt", "Hi", "--models", "nope"]) == 2
-    assert "known presets" in capsys.readouterr().err or "not a preset" in capsys.readouterr().err
+    assert "not a preset" in capsys.readouterr().err
 
 
 def test_cli_bracketed_output(capsys):
