@@ -96,7 +96,15 @@ def _round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int], comm
 
     scored: list[dict[tuple[str, bool], ScoredRow]] = []
     todos = [[(c.text, c.eos) for c in candidates if (c.text, c.eos) not in mine] for mine in own]
-    results = map_models(lambda state, todo: score(state, committed, todo) if todo else [], devices, states, todos)
+    def score_others(state, todo, mine):
+        if not todo:
+            return []
+        main = next(iter(mine.values()))  # every span of a model shares its main-cache tokens
+        # The main cache holds the span's shared tokens, then whatever lookahead is left.
+        return score(state, committed, todo, main.token_ids[:main.shared] + state.lookahead,
+                     main.dists[:main.shared] + state.lookahead_dists)
+
+    results = map_models(score_others, devices, states, todos, own)
     for state, todo, result in zip(states, todos, results):
         rows = dict(zip(todo, result))
         for key, row in rows.items():
@@ -126,10 +134,9 @@ def _round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int], comm
 def _commit_own(state: ModelState, span: Span) -> None:
     """The winner is this model's own span: its KV is already computed, keep it."""
     state.ids = state.ids + span.token_ids
-    if span.cache is state.cache:
-        kv.crop(state.cache, len(state.ids))
-    else:
+    if span.cache is not state.cache:  # a branch row; the main cache's lookahead is stale
         state.cache = kv.select_row(span.cache, span.row, len(state.ids))
+        state.lookahead, state.lookahead_dists = [], []
     state.next_logprobs = span.next_logprobs
 
 

@@ -6,7 +6,7 @@ batched forward per step over a fanned-out copy of the cache.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -32,6 +32,8 @@ class Span:
     cache: object                 # the cache holding this span's KV ...
     row: int                      # ... in this batch row
     next_logprobs: torch.Tensor | None   # distribution after the span (None after EOS)
+    dists: list = field(default_factory=list)   # distribution after each of token_ids
+    shared: int = 0               # leading tokens whose KV is in the model's main cache
 
     @property
     def nll(self) -> float:
@@ -45,6 +47,7 @@ class Word:
     eos: bool
     next_logprobs: torch.Tensor | None
     row: int
+    dists: list = field(default_factory=list)   # distribution after each token
 
 
 def margin(logprobs: torch.Tensor) -> float:
@@ -60,11 +63,13 @@ def margin_and_argmax(logprobs: torch.Tensor) -> tuple[float, int]:
 
 
 def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, firsts: list[int],
-                   budget: int) -> list[Word]:
+                   budget: int, reuse: bool = False) -> list[Word]:
     """Greedily complete one word per first token, all rows in one batched forward per step.
 
     A row ends before a token that starts with whitespace, at EOS, at `budget` tokens or at
     MAX_WORD_TOKENS. Its last token is always forwarded, so its next-word distribution is known.
+    `reuse` (the single greedy row on the main cache): take tokens from `state.lookahead` while
+    they match instead of forwarding them again.
     """
     vocab = state.lm.vocab
     rows = len(firsts)
@@ -76,8 +81,13 @@ def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, first
     if not any(live):
         return words
     limit = min(budget, MAX_WORD_TOKENS)
+    current_ids = list(firsts)
     while True:
-        logprobs = torch.log_softmax(forward(state, current[:, None], cache, logits_to_keep=1)[:, -1], dim=-1)
+        known = _take_lookahead(state, cache, current_ids[0]) if reuse else None
+        if known is not None:
+            logprobs = known[None]
+        else:
+            logprobs = torch.log_softmax(forward(state, current[:, None], cache, logits_to_keep=1)[:, -1], dim=-1)
         nxt = logprobs.argmax(-1)
         ends = vocab.starts_word[nxt] | vocab.is_eos[nxt]
         picked = logprobs.gather(1, nxt[:, None])[:, 0]
@@ -87,6 +97,7 @@ def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, first
             if not live[r]:
                 continue
             w = words[r]
+            w.dists.append(logprobs[r])
             if ends_l[r] or len(w.tokens) >= limit:
                 live[r], w.next_logprobs = False, logprobs[r]
             else:
@@ -94,7 +105,20 @@ def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, first
                 w.logprobs.append(picked_l[r])
         if not any(live):
             return words
-        current = nxt  # finished rows keep stepping on junk; their outputs are never read
+        current, current_ids = nxt, nxt_l  # finished rows keep stepping on junk; never read
+
+
+def _take_lookahead(state: ModelState, cache, token: int):
+    """The distribution after `token` if it is the next lookahead token; else drop the lookahead
+    (crop its KV) and return None."""
+    if not state.lookahead:
+        return None
+    if state.lookahead[0] == token:
+        state.lookahead.pop(0)
+        return state.lookahead_dists.pop(0)
+    kv.crop(cache, kv.cache_len(cache) - len(state.lookahead))
+    state.lookahead, state.lookahead_dists = [], []
+    return None
 
 
 def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal, list[Span]]:
@@ -106,6 +130,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     logprobs: list[float] = []
     words: list[str] = []
     margins: list[float] = []
+    dists: list[torch.Tensor] = []    # distribution after each token (lets scoring reuse them)
     dist = state.next_logprobs
     branched = eos = False
     branch_words: list[Word] = []
@@ -119,7 +144,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
             branch_cache, branch_words = _branch(state, state.ids + tokens, dist, cfg.branches,
                                                  budget - len(tokens))
             break
-        (word,) = complete_words(state, state.cache, dist, [best], budget - len(tokens))
+        (word,) = complete_words(state, state.cache, dist, [best], budget - len(tokens), reuse=True)
         if word.eos:  # EOS at a word start ends the span; it is not a word
             logprobs.append(word.logprobs[0])
             eos = True
@@ -127,6 +152,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
         words.append(decode_suffix(lm.tokenizer, state.ids + tokens, word.tokens))
         tokens += word.tokens
         logprobs += word.logprobs
+        dists += word.dists
         dist = word.next_logprobs
         if uncertain:  # B = 1: the branch is the greedy word; the round stops here
             branched = True
@@ -134,7 +160,8 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
 
     prefix_text = "".join(words)
     if not branch_words:
-        span = Span(prefix_text, tokens, logprobs, eos, len(words), state.cache, 0, None if eos else dist)
+        span = Span(prefix_text, tokens, logprobs, eos, len(words), state.cache, 0, None if eos else dist,
+                    dists, len(tokens))
         return Proposal(state.name, words, margins, branched, [span.text], eos), [span]
 
     spans = []
@@ -142,7 +169,8 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
         w_tokens = [] if w.eos else w.tokens
         w_text = decode_suffix(lm.tokenizer, state.ids + tokens, w_tokens)
         spans.append(Span(prefix_text + w_text, tokens + w_tokens, logprobs + w.logprobs, w.eos,
-                          len(words) + (0 if w.eos else 1), branch_cache, w.row, w.next_logprobs))
+                          len(words) + (0 if w.eos else 1), branch_cache, w.row, w.next_logprobs,
+                          dists + w.dists, len(tokens)))
     top = branch_words[0]
     shown_words = words + ([] if top.eos else [spans[0].text[len(prefix_text):]])
     return Proposal(state.name, shown_words, margins, True, [s.text for s in spans], top.eos), spans
@@ -156,7 +184,7 @@ def _branch(state: ModelState, context: list[int], dist: torch.Tensor, branches:
     spans whenever its vocabulary allows. The re-run is rare and keeps all rows in one cache.
     """
     order = dist.topk(min(4 * branches, dist.shape[-1])).indices.tolist()
-    base = kv.cache_len(state.cache)
+    base = len(context)  # the main cache may hold lookahead tokens past it
     kept_firsts: list[int] = []
     tried = 0
     while True:

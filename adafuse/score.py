@@ -26,6 +26,8 @@ class ScoredRow:
     cache: object                     # batched cache holding the row's KV ...
     row: int                          # ... in this row
     next_logprobs: torch.Tensor | None
+    # Set when the row lies inside the model's own tokens: those past it stay as lookahead.
+    lookahead: tuple[list[int], list] | None = None
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -104,12 +106,19 @@ def score(state: ModelState, committed: str, candidates: list[tuple[str, bool]],
             next_lp = known(len(seq))
         else:
             next_lp = logprobs[b, len(seq) - 1 - start]
-        out.append(ScoredRow(full, p, seq[p:], nll, cache if b is not None else state.cache,
-                             b if b is not None else 0, next_lp))
+        if b is None:
+            rest = (extended[len(full):], list(own_dists[len(full) - n:]))
+            out.append(ScoredRow(full, p, seq[p:], nll, state.cache, 0, next_lp, rest))
+        else:
+            out.append(ScoredRow(full, p, seq[p:], nll, cache, b, next_lp))
     return out
 
 
 def commit_scored(state: ModelState, row: ScoredRow) -> None:
     state.ids = list(row.ids)
-    state.cache = kv.select_row(row.cache, row.row, len(row.ids))
     state.next_logprobs = row.next_logprobs
+    if row.lookahead is not None:  # inside the model's own tokens: keep the rest for later
+        state.lookahead, state.lookahead_dists = row.lookahead
+    else:
+        state.cache = kv.select_row(row.cache, row.row, len(row.ids))
+        state.lookahead, state.lookahead_dists = [], []

@@ -1,7 +1,7 @@
 """Per-model decoding state for one request, the prompt prefill, and the counted forward pass."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,6 +22,12 @@ class ModelState:
     cache: object                 # DynamicCache holding the KV of every id in `ids`
     next_logprobs: torch.Tensor | None   # [V] log p(next token | ids); from the last forward
     forward_passes: int = 0
+    # Greedy tokens this model computed past the committed ids in an earlier round (its span ran
+    # further than the winner, which was a prefix of it). Their KV sits in `cache` right after
+    # `ids`, with the distribution after each: greedy decoding would produce exactly these tokens
+    # again, so the next proposal takes them without a forward.
+    lookahead: list[int] = field(default_factory=list)
+    lookahead_dists: list = field(default_factory=list)
 
     @property
     def new_tokens(self) -> int:

@@ -133,10 +133,13 @@ def test_margins_are_probability_gaps(lms):
     trace = adafuse.generate(lms, PROMPTS[1], DecodeConfig(max_new_tokens=12))
     margins = [m for r in trace.rounds for p in r.proposals for m in p.margins]
     assert margins and all(0.0 <= m <= 1.0 for m in margins)
-    # a span continues only past confident word starts
+    # a span goes on only past confident word starts, and stops at the first uncertain one
     for r in trace.rounds:
         for p in r.proposals:
-            assert all(m >= 0.7 for m in p.margins[1:len(p.words)])
+            k = len(p.words)
+            assert all(m >= 0.7 for m in p.margins[:k - 1])
+            if p.branched:
+                assert p.margins[k - 1] < 0.7
 
 
 def test_fused_score_is_mean_and_lowest_wins(lms):
