@@ -12,7 +12,7 @@ from .config import DecodeConfig
 from .errors import InputError
 from .models import LM
 from .parallel import map_models
-from .propose import MAX_WORD_TOKENS, Span, propose
+from .propose import Span, propose
 from .score import ScoredRow, commit_scored, score
 from .state import ModelState, start
 from .trace import Candidate, Round, Stats, Trace
@@ -183,4 +183,4 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-__all__ = ["generate", "stream", "MAX_WORD_TOKENS"]
+__all__ = ["generate", "stream"]

@@ -50,13 +50,8 @@ class Word:
     dists: list = field(default_factory=list)   # distribution after each token
 
 
-def margin(logprobs: torch.Tensor) -> float:
-    top = logprobs.topk(2).values.exp()
-    return float(top[0] - top[1])
-
-
 def margin_and_argmax(logprobs: torch.Tensor) -> tuple[float, int]:
-    """margin(logprobs) and its argmax in one device-to-host copy (each copy waits for the GPU)."""
+    """The margin p(1) - p(2) and the argmax, in one device-to-host copy (each copy waits for the GPU)."""
     top = logprobs.topk(2).values.exp()
     m, best = torch.stack([(top[0] - top[1]).double(), logprobs.argmax().double()]).tolist()
     return m, int(best)
