@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import DecodeConfig
+from .config import DecodeConfig, unescape_stop
 from .errors import AdafuseError, InputError
 from .models import DEFAULT_PAIR, PRESETS, cache_dir, converted_dir, is_cached
 
@@ -73,7 +73,7 @@ def _generate(args) -> int:
     from .models import load_models
 
     prompt = _read_prompt(args)
-    stops = tuple(s.encode().decode("unicode_escape") if "\\" in s else s for s in args.stop)
+    stops = tuple(unescape_stop(s) for s in args.stop)
     cfg = DecodeConfig(mode=args.mode, tau=args.tau, max_words=args.max_words, branches=args.branches,
                        fixed_words=args.fixed_words, max_new_tokens=args.max_new_tokens,
                        prompt_format=args.prompt_format, stop=stops).check_tau_range().validated()

@@ -67,6 +67,12 @@ class DecodeConfig:
         return d
 
 
+def unescape_stop(text: str) -> str:
+    """A stop string typed on a command line: "\\n" and "\\t" mean newline and tab; other text,
+    non-ASCII included, is taken as it is."""
+    return text.replace("\\n", "\n").replace("\\t", "\t")
+
+
 def _number(name: str, value) -> float:
     try:
         out = float(value)

@@ -145,3 +145,10 @@ def test_cli_bracketed_output(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("[") and out[0].endswith("]")
     assert any("forward passes" in line for line in out)
+
+
+def test_cli_stop_escapes_keep_other_text():
+    from adafuse.config import unescape_stop
+    assert unescape_stop("\\nFrage:") == "\nFrage:"
+    assert unescape_stop("Übersetzung:\\t") == "Übersetzung:\t"
+    assert unescape_stop("plain") == "plain"

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..config import unescape_stop
 from ..errors import AdafuseError
 from . import report, runner, tasks as tasks_mod
 
@@ -86,8 +87,7 @@ def load_tasks(args) -> list[tasks_mod.Task]:
     names = [n.strip() for n in args.task.split(",") if n.strip()]
     if names == ["all"]:
         names = list(tasks_mod.TASK_NAMES)
-    # "\n" and "\t" typed on a command line mean newline and tab; other text is taken as it is.
-    stop = tuple(s.replace("\\n", "\n").replace("\\t", "\t") for s in args.stop) if args.stop else None
+    stop = tuple(unescape_stop(s) for s in args.stop) if args.stop else None
     out = []
     for name in names:
         if name == "custom":
