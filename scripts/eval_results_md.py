@@ -28,6 +28,15 @@ def cell(summary: dict, task: str, slug: str) -> dict | None:
     return summary["tasks"][task]["methods"].get(slug)
 
 
+
+def method_table(runs, methods, tasks, headers, fmt):
+    """A Markdown table: one row per method, one column per task, `fmt(task, cell)` in each."""
+    print("| method | " + " | ".join(headers) + " |")
+    print("| --- " * (len(headers) + 1) + "|")
+    for slug, label in methods.items():
+        cells = [cell(runs[t], t, slug) for t in tasks]
+        print(f"| {label} | " + " | ".join("" if c is None else fmt(t, c) for t, c in zip(tasks, cells)) + " |")
+
 def main(root: Path) -> None:
     main_runs, sweeps = load(root, "summary.json"), load(root, "bsweep.summary.json")
     walls = {}
@@ -45,27 +54,14 @@ def main(root: Path) -> None:
             methods.setdefault(slug, m["label"])
 
     print("### Scores\n")
-    print("| method | " + " | ".join(f"{t} ({_metric(main_runs[t], t)})" for t in tasks) + " |")
-    print("| --- " * (len(tasks) + 1) + "|")
-    for slug, label in methods.items():
-        row = []
-        for t in tasks:
-            c = cell(main_runs[t], t, slug)
-            row.append("" if c is None else f"{c['score']:.1f}")
-        print(f"| {label} | " + " | ".join(row) + " |")
+    method_table(main_runs, methods, tasks, [f"{t} ({_metric(main_runs[t], t)})" for t in tasks],
+                 lambda t, c: f"{c['score']:.1f}")
     print("\nItems per task (finished by every method): " + ", ".join(
         f"{t} {min(c['n'] for c in main_runs[t]['tasks'][t]['methods'].values())}" for t in tasks) + ".")
     print("\nSecondary: F1 (QA), chrF (FLORES).\n")
     secondary = [t for t in tasks if main_runs[t]["tasks"][t]["metric"] != "number"]
-    print("| method | " + " | ".join(secondary) + " |")
-    print("| --- " * (len(secondary) + 1) + "|")
-    for slug, label in methods.items():
-        row = []
-        for t in secondary:
-            c = cell(main_runs[t], t, slug)
-            key = "chrf" if main_runs[t]["tasks"][t]["metric"] == "bleu" else "f1"
-            row.append("" if c is None else f"{c['scores'][key]:.1f}")
-        print(f"| {label} | " + " | ".join(row) + " |")
+    method_table(main_runs, methods, secondary, secondary, lambda t, c: "{:.1f}".format(
+        c["scores"]["chrf" if main_runs[t]["tasks"][t]["metric"] == "bleu" else "f1"]))
 
     print("\n### Words per round (adafuse, tau 0.7, M 3, B 1)\n")
     print("| task | 1 word | 2 words | 3 words | rounds |")
@@ -78,14 +74,8 @@ def main(root: Path) -> None:
     print("| paper, NQ | 80.29 % | 15.53 % | 4.18 % | |")
 
     print("\n### Cost per item (mean wall seconds / forward passes of both models)\n")
-    print("| method | " + " | ".join(tasks) + " |")
-    print("| --- " * (len(tasks) + 1) + "|")
-    for slug, label in methods.items():
-        row = []
-        for t in tasks:
-            c = cell(main_runs[t], t, slug)
-            row.append("" if c is None else f"{c['seconds_mean']:.1f} s / {c['forward_passes_mean']:.0f}")
-        print(f"| {label} | " + " | ".join(row) + " |")
+    method_table(main_runs, methods, tasks, tasks,
+                 lambda t, c: f"{c['seconds_mean']:.1f} s / {c['forward_passes_mean']:.0f}")
 
     if sweeps:
         print("\n### B sweep (adafuse, tau 0.7, M 3)\n")
