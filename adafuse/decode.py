@@ -14,7 +14,7 @@ from .models import LM
 from .parallel import map_models
 from .propose import Span, propose
 from .score import ScoredRow, commit_scored, score
-from .state import ModelState, start
+from .state import ModelState, PromptCache, start
 from .trace import Candidate, Round, Stats, Trace
 
 
@@ -28,8 +28,10 @@ def generate(lms: list[LM], prompt: str, config: DecodeConfig = DecodeConfig(), 
 
 @torch.inference_mode()
 def stream(lms: list[LM], prompt: str, config: DecodeConfig = DecodeConfig(), *,
-           should_stop: Callable[[], bool] | None = None, max_seconds: float | None = None) -> Iterator[Trace]:
+           should_stop: Callable[[], bool] | None = None, max_seconds: float | None = None,
+           prompt_cache: PromptCache | None = None) -> Iterator[Trace]:
     """Yield the same Trace after every round, and once more at the end with its stop reason.
+    `prompt_cache` (state.PromptCache) lets a run of many prompts skip prefilling shared prefixes.
 
     All decoding state lives in this generator: closing it early (a cancelled request) leaves
     nothing behind in the models.
@@ -39,7 +41,7 @@ def stream(lms: list[LM], prompt: str, config: DecodeConfig = DecodeConfig(), *,
     _check_inputs(lms, prompt, cfg)
     names = _unique_names([lm.name for lm in lms])
     t0 = time.perf_counter()
-    states = [start(lm, name, prompt, cfg.prompt_format) for lm, name in zip(lms, names)]
+    states = [start(lm, name, prompt, cfg.prompt_format, prompt_cache) for lm, name in zip(lms, names)]
     settings = {"tau": cfg.tau, "max_words": cfg.max_words, "branches": cfg.branches,
                 "fixed_words": cfg.fixed_words, "max_new_tokens": cfg.max_new_tokens,
                 "prompt_format": cfg.prompt_format, "stop": list(cfg.stop),

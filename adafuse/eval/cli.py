@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "CPU, 1 can be many times faster than oversubscribed threads")
     p.add_argument("--spm-model", help="SentencePiece model file for spBLEU (default: sacrebleu's cache if present; "
                                        "never downloaded)")
+    p.add_argument("--no-prompt-cache", action="store_true",
+                   help="prefill every prompt from scratch (default: reuse the KV of the shared few-shot "
+                        "prefix, and of the same item under the previous method)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished items")
     p.add_argument("--show-prompt", action="store_true", help="print each task's first prompt and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -163,9 +166,12 @@ def _engine(names: list[str], args, device: str) -> runner.GenerateFn:
         torch.set_num_threads(args.threads)
     lms = adafuse.load_models(names, device=device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     by_name = dict(zip(names, lms))
+    # Items run item-major (every method on an item, then the next item), so the last prompt's
+    # KV is the best one to keep: the next method shares the whole prompt, the next item the shots.
+    prompt_cache = None if args.no_prompt_cache else adafuse.PromptCache()
 
     def generate(models, prompt, cfg):
-        return adafuse.generate([by_name[m] for m in models], prompt, cfg)
+        return adafuse.generate([by_name[m] for m in models], prompt, cfg, prompt_cache=prompt_cache)
 
     return generate
 

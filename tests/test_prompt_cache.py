@@ -1,0 +1,60 @@
+"""PromptCache: a run of prompts that share leading tokens prefills them once, and decodes the same."""
+from dataclasses import replace
+
+import adafuse
+from adafuse import DecodeConfig, PromptCache
+
+SHOTS = ("Question: what is the capital of France?\nAnswer: Paris\n\n"
+         "Question: who wrote Hamlet?\nAnswer: William Shakespeare\n\n")
+QUESTIONS = ["Question: what is the largest planet?\nAnswer:", "Question: who painted the Mona Lisa?\nAnswer:"]
+
+
+def _nlls(trace):
+    return [c.nll[m] for r in trace.rounds for c in r.candidates for m in c.nll]
+
+
+def test_shared_prefix_is_prefilled_once_and_decoding_is_unchanged(lms):
+    cfg = DecodeConfig(max_new_tokens=10, stop=("\n",))
+    cache = PromptCache()
+    prompt_ids = [lm.tokenizer(SHOTS + q).input_ids for lm in lms for q in QUESTIONS]
+    shot_ids = [lm.tokenizer(SHOTS).input_ids for lm in lms]
+    plain, cached = [], []
+    for q in QUESTIONS:
+        for mode in ("adafuse", "fixed"):       # item-major, as an evaluation runs
+            plain.append(adafuse.generate(lms, SHOTS + q, replace(cfg, mode=mode)))
+            cached.append(adafuse.generate(lms, SHOTS + q, replace(cfg, mode=mode),
+                                           prompt_cache=cache))
+    for a, b in zip(plain, cached):
+        assert a.text == b.text and a.text.strip()
+        assert [r.chosen for r in a.rounds] == [r.chosen for r in b.rounds]
+        assert max(abs(x - y) for x, y in zip(_nlls(a), _nlls(b))) < 1e-4
+        assert a.stats.forward_passes == b.stats.forward_passes
+    # First call: everything prefilled. Same prompt again (second method): all but the last token
+    # reused. Next question: the shots (up to where the two prompts' tokens part) reused.
+    smol_q1, smol_q2, gemma_q1, gemma_q2 = prompt_ids
+    def common(a, b):
+        return next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+    assert common(smol_q1, smol_q2) >= len(shot_ids[0]) - 1
+    expected_reused = ((len(smol_q1) - 1) + common(smol_q1, smol_q2) + (len(smol_q2) - 1)
+                       + (len(gemma_q1) - 1) + common(gemma_q1, gemma_q2) + (len(gemma_q2) - 1))
+    assert cache.reused_tokens == expected_reused
+    assert cache.reused_tokens + cache.prefilled_tokens == 2 * sum(len(ids) for ids in prompt_ids)
+
+
+def test_an_unrelated_prompt_reuses_nothing_and_a_cut_prompt_keeps_one_token_to_run(smol):
+    cache = PromptCache()
+    cfg = DecodeConfig(mode="greedy", max_new_tokens=4)
+    adafuse.generate([smol], SHOTS + QUESTIONS[0], cfg, prompt_cache=cache)
+    before = cache.reused_tokens
+    # The BOS-free SmolLM2 tokenization of "Hello" shares no first token with the shots.
+    adafuse.generate([smol], "Hello there", cfg, prompt_cache=cache)
+    assert cache.reused_tokens == before
+    # A prompt that is a strict prefix of the cached one: all but its last token come from the cache,
+    # and the result is the uncached one.
+    short = SHOTS.rstrip()
+    n = len(smol.tokenizer(short).input_ids)
+    adafuse.generate([smol], SHOTS, cfg, prompt_cache=cache)
+    before = cache.reused_tokens
+    got = adafuse.generate([smol], short, cfg, prompt_cache=cache)
+    assert cache.reused_tokens - before == n - 1
+    assert got.text == adafuse.generate([smol], short, cfg).text
