@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The runs behind docs/RESULTS.md: the embedded pair on the ../shared/bench dev splits.
 # Every step is resumable: run the script again and finished items are kept (--resume).
+#   scripts/eval_results.sh [TASK...]  runs the given tasks' steps (default: all, in the order below).
+# On a 2-core machine, two of these side by side on disjoint tasks use both cores; each eval runs
+# with --threads 1 so that they do not oversubscribe the cores.
 #   N_QA / N_SQUAD / N_MT / N_GSM8K   items per task (docs/RESULTS.md says what was run)
 #   MT_TOKENS / GSM8K_TOKENS          optional --max-new-tokens for FLORES / GSM8K (default: the task's)
 #   OUT                               output root (default runs/results)
@@ -19,17 +22,24 @@ step() {   # step NAME OUTDIR ARGS...: run one eval, resuming if OUTDIR holds a 
   local resume=(); [[ -f $dir/run.json ]] && resume=(--resume)
   local t0=$SECONDS
   echo "== $name: python -m adafuse eval $* --out $dir ${resume[*]}" >&2
-  python -m adafuse eval "$@" --out "$dir" "${resume[@]}" --no-progress > "$dir.$name.log" 2>&1 || {
+  python -m adafuse eval "$@" --threads 1 --out "$dir" "${resume[@]}" --no-progress > "$dir.$name.log" 2>&1 || {
     echo "step $name failed, see $dir.$name.log" >&2; return 1; }
   printf '%s\t%s\t%d\t%s\n' "$name" "$dir" $((SECONDS - t0)) "python -m adafuse eval $* --out $dir" >> "$OUT/walltimes.tsv"
 }
 
-step main "$OUT/nq" --task nq --limit "$N_QA" --methods "$MAIN"
-# B sweep: resumed into the main run's directory, so B=1 is reused, with its own report files.
-step bsweep "$OUT/nq" --task nq --limit "$N_QA" --methods adafuse --sweep branches=1,2,3 --report-name bsweep
-step main "$OUT/triviaqa" --task triviaqa --limit "$N_QA" --methods "$MAIN"
-step main "$OUT/squad" --task squad --limit "$N_SQUAD" --methods "$MAIN"
-step main "$OUT/flores-de-en" --task flores-de-en --limit "$N_MT" --methods "$MAIN" "${MT[@]}"
-step main "$OUT/flores-en-de" --task flores-en-de --limit "$N_MT" --methods "$MAIN" "${MT[@]}"
-step main "$OUT/gsm8k" --task gsm8k --limit "$N_GSM8K" --methods "$MAIN" "${GSM[@]}"
-step bsweep "$OUT/gsm8k" --task gsm8k --limit "$N_GSM8K" --methods adafuse --sweep branches=1,2,3 --report-name bsweep "${GSM[@]}"
+run_task() {
+  case $1 in
+    nq) step main "$OUT/nq" --task nq --limit "$N_QA" --methods "$MAIN"
+        # B sweep: resumed into the main run's directory, so B=1 is reused, with its own report files.
+        step bsweep "$OUT/nq" --task nq --limit "$N_QA" --methods adafuse --sweep branches=1,2,3 --report-name bsweep ;;
+    triviaqa) step main "$OUT/triviaqa" --task triviaqa --limit "$N_QA" --methods "$MAIN" ;;
+    squad) step main "$OUT/squad" --task squad --limit "$N_SQUAD" --methods "$MAIN" ;;
+    flores-de-en|flores-en-de) step main "$OUT/$1" --task "$1" --limit "$N_MT" --methods "$MAIN" "${MT[@]}" ;;
+    gsm8k) step main "$OUT/gsm8k" --task gsm8k --limit "$N_GSM8K" --methods "$MAIN" "${GSM[@]}"
+           step bsweep "$OUT/gsm8k" --task gsm8k --limit "$N_GSM8K" --methods adafuse --sweep branches=1,2,3 --report-name bsweep "${GSM[@]}" ;;
+    *) echo "unknown task $1" >&2; return 2 ;;
+  esac
+}
+
+TASKS=("$@"); [[ ${#TASKS[@]} -gt 0 ]] || TASKS=(nq triviaqa squad flores-de-en flores-en-de gsm8k)
+for t in "${TASKS[@]}"; do run_task "$t"; done
