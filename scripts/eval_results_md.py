@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -88,9 +89,65 @@ def main(root: Path) -> None:
             n = min(c["n"] for c in cs if c is not None)
             print(f"| {t} ({n} items) | " + " | ".join(scores) + f" | {secs} |")
 
+    print("\n### Paired comparison: adafuse against each single model, item by item\n")
+    paired_table(root, tasks)
+
     print("\n### Commands and wall times (summed over the passes that extended each step)\n")
     for (name, folder), (seconds, command) in walls.items():
         print(f"- {folder} ({name}), {seconds // 60} min {seconds % 60} s: `{command}`")
+
+
+# Per-item metric of the paired comparison: the task's own for EM and accuracy; sentence chrF for
+# FLORES, whose BLEU is a corpus statistic with no per-item value worth comparing.
+ITEM_METRIC = {"em": "em", "f1": "f1", "number": "accuracy", "bleu": "chrf"}
+ADAFUSE = "adafuse_tau0.7_M3_B1"
+
+
+def item_scores(root: Path, task: str, slug: str, metric: str) -> dict[str, float]:
+    path = root / task / task / f"{slug}.jsonl"
+    if not path.exists():
+        return {}
+    out = {}
+    for line in open(path, encoding="utf-8"):
+        rec = json.loads(line)
+        out[rec["key"]] = float(rec["metrics"][metric])
+    return out
+
+
+def bootstrap_ci(diffs: list[float], n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean paired difference."""
+    rng = random.Random(seed)
+    n = len(diffs)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(n_resamples))
+    return means[int(0.025 * n_resamples)], means[int(0.975 * n_resamples) - 1]
+
+
+def paired_table(root: Path, tasks: list[str]) -> None:
+    """For each task and single model: on the items both finished, how often adafuse scores higher,
+    lower or the same, the mean difference with its 95% bootstrap interval, and the oracle that
+    picks the better single model per item (what a perfect selector between the two could reach)."""
+    print("| task (per-item metric) | vs | items | adafuse better | worse | same | mean diff [95% CI] | "
+          "oracle of singles |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for t in tasks:
+        summary = json.loads((root / t / "summary.json").read_text())
+        metric = ITEM_METRIC[summary["tasks"][t]["metric"]]
+        ada = item_scores(root, t, ADAFUSE, metric)
+        singles = {slug: item_scores(root, t, slug, metric)
+                   for slug, m in summary["methods"].items() if m["mode"] == "greedy"}
+        common = [k for k in ada if all(k in s for s in singles.values())]
+        if not common or not singles:
+            continue
+        scale = 100.0 if metric in ("em", "f1", "accuracy") else 1.0
+        oracle = scale * sum(max(s[k] for s in singles.values()) for k in common) / len(common)
+        for slug, single in singles.items():
+            diffs = [scale * (ada[k] - single[k]) for k in common]
+            lo, hi = bootstrap_ci(diffs)
+            better = sum(d > 0 for d in diffs)
+            worse = sum(d < 0 for d in diffs)
+            name = summary["methods"][slug]["models"][0]
+            print(f"| {t} ({metric}) | {name} | {len(common)} | {better} | {worse} | {len(common) - better - worse} "
+                  f"| {sum(diffs) / len(diffs):+.1f} [{lo:+.1f}, {hi:+.1f}] | {oracle:.1f} |")
 
 
 def _metric(summary: dict, task: str) -> str:
