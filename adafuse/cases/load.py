@@ -265,13 +265,14 @@ class _Builder:
 
     def add_file(self, path: Path) -> None:
         with open(path, "rb") as f:
+            if b"\0" in f.read(4096):
+                raise CasesError(f"{path.name} is not a text file; expected per-item JSONL or a trace JSON")
+            f.seek(0)
             first = f.readline()
             while first and not first.strip():
                 first = f.readline()
         if not first:
             raise CasesError(f"{path.name} is empty")
-        if b"\0" in first:
-            raise CasesError(f"{path.name} is not a text file; expected per-item JSONL or a trace JSON")
         try:
             obj = json.loads(first)
         except (ValueError, UnicodeDecodeError):
@@ -320,7 +321,8 @@ class _Builder:
                 length = len(raw)
                 complete = raw.endswith(b"\n")
                 if raw.strip():
-                    head = _head(raw)
+                    # a line without its newline may be one being written: take it only if whole
+                    head = _head(raw) if complete or _is_json(raw) else None
                     problem = _problem(head)
                     if problem is None:
                         self._add_record(head, Where(str(path), offset, length), f"{path.name}:{n}",
@@ -367,8 +369,8 @@ class _Builder:
             raise CasesError(f"{path.name} looks like a trace but is incomplete ({type(e).__name__}: {e})") from None
         slug = f"trace_{trace.mode}"
         self.methods.setdefault(slug, MethodInfo(slug, f"{trace.mode} (trace)", trace.mode, tuple(trace.models)))
-        lines = [x for x in trace.prompt.splitlines() if x.strip()]
-        case = Case(0, "trace", path.name, 1, lines[-1].strip() if lines else "", [], "")
+        lines = [x.strip() for x in trace.prompt.splitlines() if x.strip()]
+        case = Case(0, "trace", path.name, 1, " ".join(lines[-2:]), [], "")    # the prompt's end: the question
         case.results[slug] = Result(slug, trace.text, trace.text.strip(), {}, None, trace.stats.seconds,
                                     len(trace.rounds), Where(str(path), 0, size))
         self.cases[("trace", f"{path.resolve()}")] = case
@@ -408,11 +410,19 @@ class _Builder:
         return Run(name, ordered, methods, warnings)
 
 
+def _is_json(raw: bytes) -> bool:
+    try:
+        json.loads(raw)
+        return True
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
 def _head(raw: bytes) -> dict | None:
     """The fields before the trace, parsed without the trace; the whole line if it has no trace key."""
     cut = raw.find(TRACE_KEY)
     try:
-        if cut >= 0:
+        if cut >= 0 and raw.rstrip().endswith(b"}"):
             head = json.loads(raw[:cut] + b"}")
             if isinstance(head, dict):
                 head["_has_trace"] = not raw[cut + len(TRACE_KEY):].lstrip().startswith(b"null")

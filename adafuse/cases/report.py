@@ -217,8 +217,9 @@ def markdown_report(run: Run, rows: list[tuple[Case, Verdict]], query: Query, ma
             for rnd in fought:
                 for i, c in enumerate(rnd.candidates):
                     nll = " | ".join(render.fmt(c.nll.get(m)) for m in trace.models)
-                    lines.append(f"| {rnd.index} | {'✓' if i == rnd.chosen_index else ''} | `{_code(repr(c.text)[1:-1])}` "
-                                 f"| {', '.join(render.short_name(p) for p in c.proposers)} | {nll} | {render.fmt(c.score)} |")
+                    who = ", ".join(render.short_name(p) for p in c.proposers)
+                    lines.append(f"| {rnd.index} | {'✓' if i == rnd.chosen_index else ''} "
+                                 f"| `{_code(repr(c.text)[1:-1])}` | {who} | {nll} | {render.fmt(c.score)} |")
             lines.append("")
     return "\n".join(lines)
 
