@@ -212,9 +212,9 @@ def cases_layout() -> SimpleNamespace:
     c.detail = gr.HTML(detail, js_on_load=None, elem_id="cases-detail")
     c.spans = gr.HTML(spans, js_on_load=None, elem_id="cases-spans")
     with gr.Row(equal_height=True):
-        c.tau = gr.Slider(0, 1, value=0.7, step=0.05, label="τ", min_width=160)
-        c.max_words = gr.Slider(1, 5, value=3, step=1, label="M", min_width=160)
-        c.branches = gr.Slider(1, 5, value=1, step=1, label="B", min_width=160)
+        c.tau = gr.Slider(0, 1, value=0.7, step=0.05, label="τ", min_width=160, elem_id="cases-tau")
+        c.max_words = gr.Slider(1, 5, value=3, step=1, label="M", min_width=160, elem_id="cases-m")
+        c.branches = gr.Slider(1, 5, value=1, step=1, label="B", min_width=160, elem_id="cases-b")
         c.rerun = gr.Button("What if? Re-run this item live with this τ / M / B", variant="primary",
                             elem_id="cases-rerun", min_width=220)
     with gr.Tabs():

@@ -1,5 +1,7 @@
 """A real browser (Debian's Chromium through Playwright) opens the app, runs an example and sees
-the bracketed spans, the candidate table and the Plotly charts. Saves docs/screenshot.png."""
+the bracketed spans, the candidate table and the Plotly charts; then the Cases view: the gallery,
+a run the harness made opened, filtered, an item selected and re-run. Saves the docs screenshots."""
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -7,7 +9,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # any pytest import mode
+from cases_run import eval_run  # noqa: E402
 from test_app_e2e import start_app, stop_app  # noqa: E402
+
+from adafuse.cases import Query, load_trace, open_cases, select  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -17,8 +22,14 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    proc, url = start_app(tmp_path_factory.mktemp("app") / "app.log")
+def cases_run_dir(lms, tmp_path_factory):
+    return eval_run(lms, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, cases_run_dir):
+    proc, url = start_app(tmp_path_factory.mktemp("app") / "app.log",
+                          ADAFUSE_RUNS_ROOT=str(cases_run_dir.parent))
     yield url
     stop_app(proc)
 
@@ -71,3 +82,54 @@ def test_run_an_example_and_inspect_it(page):
     expect(page.locator("#compare-plot .js-plotly-plot")).to_be_visible()
     expect(page.locator("#compare-cards")).to_contain_text("fixed L=3")
     page.screenshot(path=str(ROOT / "docs" / "screenshot-compare.png"), full_page=True)
+
+
+def test_cases_view_open_a_run_filter_select_and_rerun(page, cases_run_dir):
+    """A first-time visitor sees the gallery; then a run the harness made is opened, filtered, an
+    item selected and its trace shown; its what-if re-run streams in the Studio."""
+    expect = sync_api.expect
+    expect.set_options(timeout=60_000)          # a machine busy with the app's model preload is slow
+    page.get_by_role("tab", name="Cases").click()
+    gallery = open_cases([ROOT / "assets" / "gallery"])
+    n = len(gallery.cases)
+    expect(page.locator("#cases-source")).to_contain_text(f"gallery: {n} items")
+    expect(page.locator("#cases-count")).to_contain_text(f"{n} of {n} items match")
+    first = gallery.cases[0]
+    page.locator("#cases-table").get_by_text(first.name, exact=True).filter(visible=True).first.click()
+    expect(page.locator("#cases-detail")).to_contain_text(first.note[:40])
+    spans = page.locator("#cases-spans .af-span")
+    expect(spans.first).to_be_visible()
+    trace = load_trace(first, gallery.default_focus())
+    assert spans.count() == len([s for s in trace.spans() if s.strip()])
+    closest = gallery.trace_info(gallery.default_focus())[first.index].margin_round   # hover the closest call
+    page.locator(f"#cases-spans .af-span[data-round='{closest}']").hover()
+    expect(page.locator(f"#cases-spans .af-span[data-round='{closest}'] .af-tip")).to_contain_text(f"Round {closest}")
+    page.screenshot(path=str(ROOT / "docs" / "screenshot-cases.png"), full_page=True)
+
+    # open the run by its folder, filter to the items where the methods disagree, select one
+    page.get_by_text("Open an eval run").click()
+    page.locator("#cases-folder textarea").fill(str(cases_run_dir))
+    page.locator("#cases-open").click()
+    expect(page.locator("#cases-count")).to_contain_text("3 of 3 items match")
+    run = open_cases([cases_run_dir])
+    want = select(run, Query(outcomes=("disagree",)))
+    page.get_by_label("AdaFuse and the single models do not all give the same answer").check()
+    expect(page.locator("#cases-count")).to_contain_text(f"{len(want)} of 3 items match · filters: disagree")
+    case = want[0][0]
+    page.locator("#cases-table").get_by_text(case.name, exact=True).filter(visible=True).first.click()
+    expect(page.locator("#cases-detail")).to_contain_text(case.question)
+    trace = load_trace(case, run.default_focus())
+    expect(page.locator("#cases-spans .af-span").first).to_be_visible()
+    shown = page.locator("#cases-spans .af-spans").inner_text()
+    want = "".join(f"[{s.strip()}]" for s in trace.spans() if s.strip())
+    assert re.sub(r"\s+|⋔", "", shown) == want.replace(" ", "")
+    expect(page.locator("#cases-candidates")).to_contain_text("fused score")
+
+    # what if B = 2? the Studio takes the item's prompt and settings and runs it live
+    branches = page.locator("#cases-b input[type=number]")
+    branches.fill("2")
+    branches.press("Enter")
+    page.locator("#cases-rerun").click()
+    expect(page.locator("#prompt textarea")).to_have_value(trace.prompt)
+    expect(page.locator("#status")).to_contain_text("Done.", timeout=300_000)
+    expect(page.locator("#spans .af-span").first).to_be_visible()

@@ -112,8 +112,8 @@ def list_view(run: Run, outcomes, task, search, sort, focus, every, number, step
 
 def column_widths(n_methods: int) -> list[str]:
     """#, item, question, reference, the methods' answers, rounds, branched, margin."""
-    share = f"{max(10, 44 // max(n_methods, 1))}%"
-    return ["48px", "112px", "22%", "11%"] + [share] * n_methods + ["64px", "76px", "72px"]
+    share = f"{max(10, 42 // max(n_methods, 1))}%"
+    return ["48px", "112px", "20%", "11%"] + [share] * n_methods + ["76px", "92px", "80px"]
 
 
 def task_choices(run: Run) -> list[str]:
