@@ -29,6 +29,7 @@ BINARY_METRICS = {"em", "accuracy"}
 NOTES_FILE = "notes.json"        # a run folder may carry a note per case (the gallery does)
 WHOLE_JSON_LIMIT = 256 << 20     # a single-JSON file (trace, record) larger than this is refused
 SHOWN_WARNINGS = 6
+TRACE_TASK = "trace"             # the task of an exported trace file's one case; its key is the file name
 
 
 class CasesError(AdafuseError, ValueError):
@@ -79,7 +80,7 @@ class Case:
 
     @property
     def name(self) -> str:
-        return f"{self.task}:{self.line}"
+        return self.key if self.task == TRACE_TASK else f"{self.task}:{self.line}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +136,11 @@ class Run:
                       if slug in c.results and c.results[slug].where is not None]
             for where, index, raw in read_lines(wanted):
                 try:
-                    infos[index] = summarize_trace(_trace_dict(json.loads(raw)))
+                    obj = json.loads(raw)
+                    if obj.get("key", self.cases[index].key) == self.cases[index].key:
+                        infos[index] = summarize_trace(_trace_dict(obj))
                 except (ValueError, TypeError, KeyError, AttributeError):
-                    infos[index] = None       # unreadable now: the viewer says so on selection
+                    pass                      # changed since it was opened: the viewer says so on selection
             self._infos[slug] = infos
         return self._infos[slug]
 
@@ -314,7 +317,7 @@ class _Builder:
             return
         self.seen.add(path.resolve())
         before = self.skipped
-        offset, n = 0, 0
+        offset, n, name = 0, 0, str(path)      # one path string shared by the file's results
         with open(path, "rb") as f:
             for raw in f:
                 n += 1
@@ -325,7 +328,7 @@ class _Builder:
                     head = _head(raw) if complete or _is_json(raw) else None
                     problem = _problem(head)
                     if problem is None:
-                        self._add_record(head, Where(str(path), offset, length), f"{path.name}:{n}",
+                        self._add_record(head, Where(name, offset, length), f"{path.name}:{n}",
                                          head.pop("_has_trace"))
                     elif complete:               # a cut last line is a run still writing (or killed)
                         self.warn(f"{path.name}:{n}: {problem}; skipped")
@@ -370,10 +373,10 @@ class _Builder:
         slug = f"trace_{trace.mode}"
         self.methods.setdefault(slug, MethodInfo(slug, f"{trace.mode} (trace)", trace.mode, tuple(trace.models)))
         lines = [x.strip() for x in trace.prompt.splitlines() if x.strip()]
-        case = Case(0, "trace", path.name, 1, " ".join(lines[-2:]), [], "")    # the prompt's end: the question
+        case = Case(0, TRACE_TASK, path.name, 1, " ".join(lines[-2:]), [], "")    # the prompt's end: the question
         case.results[slug] = Result(slug, trace.text, trace.text.strip(), {}, None, trace.stats.seconds,
                                     len(trace.rounds), Where(str(path), 0, size))
-        self.cases[("trace", f"{path.resolve()}")] = case
+        self.cases[(TRACE_TASK, f"{path.resolve()}")] = case
 
     def _read_notes(self, folder: Path) -> None:
         path = folder / NOTES_FILE

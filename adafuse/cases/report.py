@@ -104,7 +104,8 @@ def listing(run: Run, rows: list[tuple[Case, Verdict]], query: Query) -> str:
         out.append(f"{case.name}  {short(case.question, 100)}")
         if case.note:
             out.append(f"  {'note':<{width}}  {case.note}")
-        out.append(f"  {'reference':<{width}}  {short(reference_text(case), 80)}")
+        if case.references:
+            out.append(f"  {'reference':<{width}}  {short(reference_text(case), 80)}")
         for slug, label in names.items():
             if slug not in case.results:
                 continue
