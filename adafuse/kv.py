@@ -7,7 +7,6 @@ apply the model's sliding window, so the outputs are the same.
 """
 from __future__ import annotations
 
-import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 

@@ -120,7 +120,6 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     """Extend `state.cache` with this model's span(s); return the trace record and the spans."""
     lm = state.lm
     target = {"adafuse": cfg.max_words, "fixed": cfg.fixed_words, "greedy": 1}[cfg.mode]
-    base = len(state.ids)
     tokens: list[int] = []
     logprobs: list[float] = []
     words: list[str] = []

@@ -8,6 +8,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/cases_run.py
 
 import adafuse  # noqa: E402
 
@@ -26,3 +27,12 @@ def smol(lms):
 @pytest.fixture(scope="session")
 def gemma(lms):
     return lms[1]
+
+
+@pytest.fixture(scope="session")
+def run_dir(lms, tmp_path_factory):
+    """The --out folder of one tiny eval run the harness makes on the real pair (tests/cases_run.py),
+    shared by the cases tests."""
+    from cases_run import eval_run
+
+    return eval_run(lms, tmp_path_factory.getbasetemp())

@@ -3,13 +3,10 @@ the bracketed spans, the candidate table and the Plotly charts; then the Cases v
 a run the harness made opened, filtered, an item selected and re-run. Saves the docs screenshots."""
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # any pytest import mode
-from cases_run import eval_run  # noqa: E402
 from test_app_e2e import start_app, stop_app  # noqa: E402
 
 from adafuse.cases import Query, load_trace, open_cases, select  # noqa: E402
@@ -22,14 +19,9 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which
 
 
 @pytest.fixture(scope="module")
-def cases_run_dir(lms, tmp_path_factory):
-    return eval_run(lms, tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, cases_run_dir):
+def app_url(tmp_path_factory, run_dir):
     proc, url = start_app(tmp_path_factory.mktemp("app") / "app.log",
-                          ADAFUSE_RUNS_ROOT=str(cases_run_dir.parent))
+                          ADAFUSE_RUNS_ROOT=str(run_dir.parent))
     yield url
     stop_app(proc)
 
@@ -84,7 +76,7 @@ def test_run_an_example_and_inspect_it(page):
     page.screenshot(path=str(ROOT / "docs" / "screenshot-compare.png"), full_page=True)
 
 
-def test_cases_view_open_a_run_filter_select_and_rerun(page, cases_run_dir):
+def test_cases_view_open_a_run_filter_select_and_rerun(page, run_dir):
     """A first-time visitor sees the gallery; then a run the harness made is opened, filtered, an
     item selected and its trace shown; its what-if re-run streams in the Studio."""
     expect = sync_api.expect
@@ -108,10 +100,10 @@ def test_cases_view_open_a_run_filter_select_and_rerun(page, cases_run_dir):
 
     # open the run by its folder, filter to the items where the methods disagree, select one
     page.get_by_text("Open an eval run").click()
-    page.locator("#cases-folder textarea").fill(str(cases_run_dir))
+    page.locator("#cases-folder textarea").fill(str(run_dir))
     page.locator("#cases-open").click()
     expect(page.locator("#cases-count")).to_contain_text("3 of 3 items match")
-    run = open_cases([cases_run_dir])
+    run = open_cases([run_dir])
     want = select(run, Query(outcomes=("disagree",)))
     page.get_by_label("AdaFuse and the single models do not all give the same answer").check()
     expect(page.locator("#cases-count")).to_contain_text(f"{len(want)} of 3 items match · filters: disagree")

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cases_run import ADAFUSE, eval_run, records  # noqa: E402
+from cases_run import ADAFUSE, records  # noqa: E402
 
 from adafuse import cli  # noqa: E402
 from adafuse.cases import Query, load_trace, open_cases, select  # noqa: E402
@@ -19,11 +18,6 @@ from adafuse.cases.select import verdict  # noqa: E402
 from adafuse.trace import Trace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def run_dir(lms, tmp_path_factory):
-    return eval_run(lms, tmp_path_factory.getbasetemp())
 
 
 def cases(argv, capsys):

@@ -4,23 +4,16 @@ malformed and foreign files get a message that names the problem."""
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cases_run import ADAFUSE, records, eval_run  # noqa: E402
+from cases_run import ADAFUSE, records  # noqa: E402
 
 from adafuse.cases import CasesError, Query, load_trace, open_cases, select  # noqa: E402
 from adafuse.cases import load as load_mod  # noqa: E402
 from adafuse.trace import Trace  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def run_dir(lms, tmp_path_factory):
-    return eval_run(lms, tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")

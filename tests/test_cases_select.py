@@ -3,23 +3,16 @@ harness made with the real pair (expected sets computed here from the raw record
 of it whose answers and scores are set to known values."""
 import copy
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cases_run import ADAFUSE, eval_run, records  # noqa: E402
+from cases_run import ADAFUSE, records  # noqa: E402
 from test_cases_load import closest_margin  # noqa: E402
 
 from adafuse.cases import CasesError, Query, open_cases, page, select  # noqa: E402
 from adafuse.eval.metrics import normalize_answer  # noqa: E402
 from adafuse.trace import Trace  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def run_dir(lms, tmp_path_factory):
-    return eval_run(lms, tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")

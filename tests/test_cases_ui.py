@@ -2,15 +2,12 @@
 the harness made, shows a selected item with the live viewer's own renderers, and its what-if
 re-run goes through the Studio: with the item's settings it reproduces the eval's output."""
 import json
-import sys
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cases_run import ADAFUSE, eval_run, records  # noqa: E402
+from cases_run import ADAFUSE, records  # noqa: E402
 
 import adafuse  # noqa: E402
 from adafuse.cases import Query, load_trace, open_cases, select  # noqa: E402
@@ -19,11 +16,6 @@ from adafuse.ui import cases as ui  # noqa: E402
 from adafuse.ui import render  # noqa: E402
 from adafuse.ui.callbacks import Limits, Studio  # noqa: E402
 from adafuse.ui.model_store import ModelStore  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def run_dir(lms, tmp_path_factory):
-    return eval_run(lms, tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")

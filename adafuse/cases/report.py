@@ -167,19 +167,10 @@ def contested(trace: Trace) -> list[Round]:
 
 
 def rounds_html(trace: Trace, rounds: list[Round]) -> str:
-    models = trace.models
-    head = "".join(f"<th>NLL {esc(render.short_name(m))}</th>" for m in models)
-    rows = []
-    for rnd in rounds:
-        for i, c in enumerate(rnd.candidates):
-            cls = ' class="af-win"' if i == rnd.chosen_index else ""
-            nll = "".join(f"<td>{render.fmt(c.nll.get(m))}</td>" for m in models)
-            rows.append(f"<tr{cls}><td>{rnd.index}</td><td>{'✓' if i == rnd.chosen_index else ''}</td>"
-                        f'<td class="af-cand">{esc(repr(c.text)[1:-1])}</td>'
-                        f"<td>{esc(', '.join(render.short_name(p) for p in c.proposers))}</td>{nll}"
-                        f"<td><b>{render.fmt(c.score)}</b></td></tr>")
+    head = "".join(f"<th>NLL {esc(render.short_name(m))}</th>" for m in trace.models)
+    rows = "".join(render.candidate_rows_html(rnd, trace.models, with_round=True) for rnd in rounds)
     return (f'<table class="af-rounds"><tr><th>round</th><th></th><th>candidate</th><th>proposed by</th>{head}'
-            f"<th>fused</th></tr>{''.join(rows)}</table>")
+            f"<th>fused</th></tr>{rows}</table>")
 
 
 # ---------------------------------------------------------------- reports

@@ -46,17 +46,24 @@ def legend_html(models: list[str]) -> str:
     return '<div class="af-legend">' + "".join(keys) + "</div>"
 
 
-def round_tooltip_html(rnd: Round, models: list[str]) -> str:
-    """The round's candidates (each model's NLL, fused score, winner) and each model's proposal."""
-    head = "".join(f"<th>NLL {esc(short_name(m))}</th>" for m in models)
+def candidate_rows_html(rnd: Round, models: list[str], with_round: bool = False) -> str:
+    """Table rows of a round's candidates: winner mark, text, proposers, each model's NLL, fused score."""
     rows = []
     for i, c in enumerate(rnd.candidates):
         cls = ' class="af-win"' if i == rnd.chosen_index else ""
+        first = f"<td>{rnd.index}</td>" if with_round else ""
         nlls = "".join(f"<td>{fmt(c.nll.get(m, float('nan')))}</td>" for m in models)
-        rows.append(f"<tr{cls}><td>{'✓' if i == rnd.chosen_index else ''}</td>"
+        rows.append(f"<tr{cls}>{first}<td>{'✓' if i == rnd.chosen_index else ''}</td>"
                     f"<td class=\"af-cand\">{esc(repr(c.text)[1:-1])}</td>"
                     f"<td>{esc(', '.join(short_name(p) for p in c.proposers))}</td>{nlls}"
                     f"<td><b>{fmt(c.score)}</b></td></tr>")
+    return "".join(rows)
+
+
+def round_tooltip_html(rnd: Round, models: list[str]) -> str:
+    """The round's candidates (each model's NLL, fused score, winner) and each model's proposal."""
+    head = "".join(f"<th>NLL {esc(short_name(m))}</th>" for m in models)
+    rows = candidate_rows_html(rnd, models)
     props = []
     for p in rnd.proposals:
         words = " ".join(f"{esc(repr(w)[1:-1])}<sub>{fmt(m, 2)}</sub>" for w, m in zip(p.words, p.margins))
@@ -64,7 +71,7 @@ def round_tooltip_html(rnd: Round, models: list[str]) -> str:
         props.append(f"<div><b>{esc(short_name(p.model))}</b>{mark}: {words}</div>")
     return (f'<span class="af-tip"><span class="af-tip-title">Round {rnd.index}</span>'
             f"<table><tr><th></th><th>candidate</th><th>proposed by</th>{head}<th>fused</th></tr>"
-            + "".join(rows) + "</table>"
+            + rows + "</table>"
             + '<span class="af-tip-props">words with first-token margins</span>' + "".join(props)
             + "</span>")
 
