@@ -13,6 +13,9 @@ import random
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from adafuse.eval.metrics import normalize_answer  # noqa: E402
+
 TASKS = ["nq", "triviaqa", "squad", "gsm8k", "flores-de-en", "flores-en-de"]
 
 
@@ -92,6 +95,9 @@ def main(root: Path) -> None:
     print("\n### Paired comparison: adafuse against each single model, item by item\n")
     paired_table(root, tasks)
 
+    print("\n### Whose answer does adafuse give? (normalised answers, items finished by all three)\n")
+    agreement_table(root, tasks)
+
     print("\n### Commands and wall times (summed over the passes that extended each step)\n")
     for (name, folder), (seconds, command) in walls.items():
         print(f"- {folder} ({name}), {seconds // 60} min {seconds % 60} s: `{command}`")
@@ -148,6 +154,44 @@ def paired_table(root: Path, tasks: list[str]) -> None:
             name = summary["methods"][slug]["models"][0]
             print(f"| {t} ({metric}) | {name} | {len(common)} | {better} | {worse} | {len(common) - better - worse} "
                   f"| {sum(diffs) / len(diffs):+.1f} [{lo:+.1f}, {hi:+.1f}] | {oracle:.1f} |")
+
+
+def item_answers(root: Path, task: str, slug: str) -> dict[str, str]:
+    path = root / task / task / f"{slug}.jsonl"
+    if not path.exists():
+        return {}
+    return {rec["key"]: normalize_answer(rec["answer"]) for rec in map(json.loads, open(path, encoding="utf-8"))}
+
+
+def agreement_table(root: Path, tasks: list[str]) -> None:
+    """Per task, how often adafuse's answer is one of the single models' answers: when both models
+    agree, when it sides with one of them, and when it is neither (a span mix of the two)."""
+    rows = []
+    for t in tasks:
+        summary = json.loads((root / t / "summary.json").read_text())
+        singles = [slug for slug, m in summary["methods"].items() if m["mode"] == "greedy"]
+        if len(singles) != 2:
+            continue
+        ada = item_answers(root, t, ADAFUSE)
+        a, b = (item_answers(root, t, s) for s in singles)
+        keys = [k for k in ada if k in a and k in b]
+        if not keys:
+            continue
+        agree = sum(a[k] == b[k] for k in keys)
+        same_as_agreed = sum(a[k] == b[k] == ada[k] for k in keys)
+        only_a = sum(ada[k] == a[k] != b[k] for k in keys)
+        only_b = sum(ada[k] == b[k] != a[k] for k in keys)
+        neither = sum(ada[k] != a[k] and ada[k] != b[k] for k in keys)
+        names = [summary["methods"][s]["models"][0] for s in singles]
+        rows.append((t, len(keys), agree, same_as_agreed, only_a, only_b, neither, names))
+    if not rows:
+        return
+    names = rows[0][7]
+    print(f"| task | items | the two models agree | adafuse = their answer | adafuse = {names[0]} only "
+          f"| adafuse = {names[1]} only | neither |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for t, n, agree, same, only_a, only_b, neither, _ in rows:
+        print(f"| {t} | {n} | {agree} | {same} | {only_a} | {only_b} | {neither} |")
 
 
 def _metric(summary: dict, task: str) -> str:
