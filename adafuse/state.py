@@ -67,7 +67,9 @@ class PromptCache:
     """
 
     def __init__(self):
-        self.entries: dict[int, tuple[list[int], object]] = {}   # id(lm) -> (ids, cache)
+        # id(lm) -> (lm, ids, cache). The entry holds the LM itself, so its id cannot be reused by
+        # another model while the entry lives, and `take` checks it is the same object.
+        self.entries: dict[int, tuple[LM, list[int], object]] = {}
         self.reused_tokens = 0       # prompt tokens taken from the cache, over all requests
         self.prefilled_tokens = 0    # prompt tokens run through a model
 
@@ -75,9 +77,9 @@ class PromptCache:
         """(cache holding the longest usable shared prefix, its length). At least one token is
         left to prefill: its forward gives the next-token distribution."""
         entry = self.entries.get(id(lm))
-        if entry is None:
+        if entry is None or entry[0] is not lm:
             return kv.new_cache(), 0
-        old, cache = entry
+        _, old, cache = entry
         n = min(len(old), len(ids) - 1)
         k = next((i for i in range(n) if old[i] != ids[i]), n)
         if k == 0:
@@ -85,7 +87,7 @@ class PromptCache:
         return kv.select_row(cache, 0, k), k
 
     def put(self, lm: LM, ids: list[int], cache) -> None:
-        self.entries[id(lm)] = (list(ids), kv.select_row(cache, 0, len(ids)))
+        self.entries[id(lm)] = (lm, list(ids), kv.select_row(cache, 0, len(ids)))
 
 
 @torch.inference_mode()
