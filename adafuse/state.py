@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import fast, kv
+from . import batch, fast, kv
 from .errors import InputError
 from .models import LM
 
@@ -43,9 +43,11 @@ def forward(state: ModelState, input_ids: torch.Tensor, cache, logits_to_keep: i
     state.forward_passes += 1
     if isinstance(cache, fast.FastCache):  # static KV buffer + CUDA graphs (adafuse/fast.py)
         return cache.forward(input_ids, logits_to_keep)
-    out = state.lm.model(input_ids=input_ids.to(state.lm.device), use_cache=True,
-                         logits_to_keep=logits_to_keep, **{state.lm.cache_kwarg: cache})
-    logits = out.logits.float()
+    shared = batch.current()   # decoding alongside other requests (adafuse/batch.py): wait for the step
+    if shared is not None:
+        logits = shared.forward(state.lm, input_ids, cache, logits_to_keep).float()
+    else:
+        logits = batch.plain_forward(state.lm, input_ids, cache, logits_to_keep).float()
     if state.lm.vocab.n_tokens < logits.shape[-1]:
         # Embedding matrices are often padded past the tokenizer (Qwen, random-weight benchmarks):
         # those ids cannot be decoded, so they must never be proposed.

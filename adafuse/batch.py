@@ -1,0 +1,313 @@
+"""Item batching: several requests decode at once, and their forwards on one model run as one.
+
+On a CPU (and for small models on a GPU) a decode step costs about what reading the weights costs,
+whatever the number of rows: with the rows of 8 requests in one forward, the weights are read once
+for 8 tokens instead of once per token. Requests hold caches of different lengths, so a batched
+forward runs the model's layers on all rows together and only attention per request, against that
+request's own cache (`RaggedCache`, `ragged_attention`): no cache is padded or copied beyond what
+the request's own forward would do, and its attention runs exactly as it would alone.
+
+Each request runs in a thread of its own through the unchanged engine; `state.forward` hands its
+forward to the thread's `Batch` and waits. When every thread of the batch is waiting, the last one
+to arrive runs the step: the waiting forwards, grouped per model (one-token decode steps together,
+multi-token forwards together), and the hand-out of the next job to the threads that finished one.
+The steps therefore depend on the jobs alone, never on thread timing, and a batched run is
+reproducible. Only the linear layers see other requests' rows; a batched matrix product can differ
+from a one-row product in the last float bits, so a batched run can differ from an unbatched one
+where two candidates tie to within that (tests/test_batch.py compares them on the embedded pair).
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterable
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from . import kv
+
+ATTENTION = "adafuse_ragged"
+# A forward of more tokens than this (a prompt's prefill) runs alone: batched, every other row
+# would be padded to its length.
+MAX_BATCHED_TOKENS = 256
+# A forward passed over this many times runs at the next step whatever its group's size.
+MAX_WAIT = 4
+
+_local = threading.local()
+
+
+def current() -> "Batch | None":
+    """The batch the calling thread decodes in, if any."""
+    return getattr(_local, "batch", None)
+
+
+# ---------------------------------------------------------------- one batched forward
+
+class RaggedCache:
+    """The caches of the requests in one batched forward. Row block i (rows `spans[i]`) holds
+    request i's new tokens, right-aligned in the padded input: `update` appends each request's real
+    positions to that request's own DynamicCache, as its own forward would, and keeps the result
+    for `ragged_attention`."""
+
+    def __init__(self, caches: list, spans: list[tuple[int, int]], lengths: list[int], width: int):
+        self.caches, self.spans, self.lengths, self.width = caches, spans, lengths, width
+        self.layer_kv: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        self.layer_kv[layer_idx] = [
+            cache.update(key_states[a:b, :, self.width - t:], value_states[a:b, :, self.width - t:], layer_idx)
+            for cache, (a, b), t in zip(self.caches, self.spans, self.lengths)]
+        return key_states, value_states   # not read: ragged_attention takes each request's own
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return max(kv.cache_len(c) for c in self.caches)
+
+
+def _mask(t: int, total: int, window: int | None, device) -> torch.Tensor | None:
+    """The causal (and sliding-window) mask of t new positions over `total` keys, as transformers
+    builds it for one request; None where every key is visible (it then skips the mask too)."""
+    q = torch.arange(total - t, total, device=device)[:, None]
+    k = torch.arange(total, device=device)[None]
+    visible = k <= q
+    if window is not None:
+        visible &= k > q - window
+    return None if bool(visible.all()) else visible[None, None]
+
+
+def ragged_attention(module, query, key, value, attention_mask, *, adafuse_ragged: RaggedCache | None = None,
+                     sliding_window: int | None = None, **kwargs):
+    """Attention of each request's rows against its own keys and values, through transformers' own
+    SDPA attention (the function a lone request uses), so that each request attends as it would alone."""
+    if adafuse_ragged is None:
+        raise RuntimeError("adafuse_ragged attention runs only inside adafuse.batch's batched forward")
+    ragged = adafuse_ragged
+    rows, _, width, _ = query.shape
+    out = None
+    for (a, b), t, (k, v) in zip(ragged.spans, ragged.lengths, ragged.layer_kv[module.layer_idx]):
+        mask = _mask(t, k.shape[-2], sliding_window, query.device)
+        o, _ = sdpa_attention_forward(module, query[a:b, :, width - t:], k, v, mask,
+                                      sliding_window=sliding_window, **kwargs)
+        if out is None:
+            out = query.new_zeros(rows, width, *o.shape[2:])
+        out[a:b, width - t:] = o
+    return out, None
+
+
+AttentionInterface.register(ATTENTION, ragged_attention)
+
+
+@contextmanager
+def _attention(model, name: str):
+    """Switch the model's attention implementation for one forward. Only the thread running a
+    batch step calls the model while a batch runs, so nothing else sees the switch."""
+    configs = {id(m.config): m.config for m in model.modules() if hasattr(m, "config")}.values()
+    old = [(c, c._attn_implementation) for c in configs]
+    for c, _ in old:
+        c._attn_implementation = name
+    try:
+        yield
+    finally:
+        for c, impl in old:
+            c._attn_implementation = impl
+
+
+def plain_forward(lm, input_ids: torch.Tensor, cache, logits_to_keep: int) -> torch.Tensor:
+    """One request's forward, extending `cache`; logits as the model returns them."""
+    out = lm.model(input_ids=input_ids.to(lm.device), use_cache=True, logits_to_keep=logits_to_keep,
+                   **{lm.cache_kwarg: cache})
+    return out.logits
+
+
+# Architectures whose logits are exactly lm_head(final hidden state), softcapped where the config
+# says so: for these a batched forward computes logits only at the positions each request wants.
+_HEAD_ONLY = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2", "smollm3"}
+
+
+def _decoder_and_head(lm):
+    model = lm.model
+    if getattr(model.config, "model_type", None) not in _HEAD_ONLY:
+        return None
+    decoder, head = getattr(model, "model", None), model.get_output_embeddings()
+    return None if decoder is None or head is None else (decoder, head)
+
+
+def batched_forward(lm, requests: list["_Forward"]) -> list[torch.Tensor]:
+    """The forwards of several requests on `lm` as one: each request's input right-aligned in a
+    padded batch, position ids continuing each request's cache, attention per request, logits only
+    where each request wants them. Returns each request's logits as its own forward would give them."""
+    if len(requests) == 1:
+        r = requests[0]
+        return [plain_forward(lm, r.input_ids, r.cache, r.keep)]
+    width = max(r.input_ids.shape[1] for r in requests)
+    ids, pos, spans, lengths = [], [], [], []
+    row = 0
+    for r in requests:
+        n, t = r.input_ids.shape
+        start = kv.cache_len(r.cache)
+        pad = width - t
+        ids.append(torch.cat([r.input_ids[:, :1].expand(n, pad), r.input_ids], dim=1))
+        # Padding positions get the first real position: their outputs are never read.
+        pos.append((start + (torch.arange(width) - pad).clamp(min=0)).expand(n, width))
+        spans.append((row, row + n))
+        lengths.append(t)
+        row += n
+    ragged = RaggedCache([r.cache for r in requests], spans, lengths, width)
+    inputs = dict(input_ids=torch.cat(ids).to(lm.device), position_ids=torch.cat(pos).to(lm.device),
+                  use_cache=True, adafuse_ragged=ragged, **{lm.cache_kwarg: ragged})
+    parts = _decoder_and_head(lm)
+    with _attention(lm.model, ATTENTION):
+        if parts is None:   # any other architecture: the model's own head over the widest keep
+            keep = max(r.keep for r in requests)
+            logits = lm.model(logits_to_keep=keep, **inputs).logits
+            return [logits[a:b, keep - r.keep:] for r, (a, b) in zip(requests, spans)]
+        decoder, head = parts
+        hidden = decoder(**inputs).last_hidden_state
+    # Only the wanted positions go through the head: over Gemma's 262k vocabulary the head costs
+    # more than the rest of the model, and a scoring row wants every position while a step wants one.
+    wanted = torch.cat([hidden[a:b, width - r.keep:].reshape(-1, hidden.shape[-1])
+                        for r, (a, b) in zip(requests, spans)])
+    logits = head(wanted)
+    cap = getattr(lm.model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    out, at = [], 0
+    for r, (a, b) in zip(requests, spans):
+        n = (b - a) * r.keep
+        out.append(logits[at:at + n].view(b - a, r.keep, -1))
+        at += n
+    return out
+
+
+# ---------------------------------------------------------------- the batch of threads
+
+class _Forward:
+    def __init__(self, lm, input_ids: torch.Tensor, cache, logits_to_keep: int):
+        t = input_ids.shape[1]
+        self.lm, self.input_ids, self.cache = lm, input_ids, cache
+        self.keep = t if logits_to_keep <= 0 else min(logits_to_keep, t)   # 0 means every position
+        self.waited = 0                   # steps that ran without it
+        self.done, self.result, self.error = False, None, None
+
+
+class _NextJob:
+    def __init__(self):
+        self.done, self.result, self.error = False, None, None
+
+
+class Batch:
+    """Runs jobs (callables) on `width` threads whose forwards are batched step by step."""
+
+    def __init__(self, jobs: Iterable[Callable[[], None]], width: int):
+        if width < 1:
+            raise ValueError("a batch needs at least one thread")
+        self.jobs = iter(jobs)
+        self.width = width
+        self.active = width               # threads that have not yet been told there is no more work
+        self.waiting: dict[int, object] = {}
+        self.cond = threading.Condition()
+        self.error: BaseException | None = None
+        self.steps = 0                    # batch steps run (each with one batched forward per model group)
+        self.requests = 0                 # forwards the threads asked for
+        self.forwards = 0                 # model forwards that ran them
+        self.rows = 0                     # batch rows in those
+
+    def forward(self, lm, input_ids: torch.Tensor, cache, logits_to_keep: int) -> torch.Tensor:
+        """Called by state.forward in a batch thread: wait for the step that runs this forward."""
+        return self._wait(_Forward(lm, input_ids, cache, logits_to_keep))
+
+    def _wait(self, request):
+        with self.cond:
+            self.waiting[_local.slot] = request
+            if len(self.waiting) == self.active:
+                self._step()
+            while not request.done:
+                self.cond.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _step(self) -> None:
+        """Run by the last thread to arrive, with the lock held; every other thread is waiting.
+
+        Threads that asked for a job get the next one, in slot order. The waiting forwards are
+        grouped per model; the group with the most rows runs, and so does any group holding a forward
+        that has already been passed over MAX_WAIT times. The rest wait for a later step. Threads
+        drift apart (one model's word takes more tokens than another's); passing over the smaller
+        group lets them fall back into step, so forwards carry more rows, and the cap bounds the wait.
+        """
+        self.steps += 1
+        groups: dict[int, list[tuple[int, _Forward]]] = {}
+        for slot in sorted(self.waiting):
+            r = self.waiting[slot]
+            if isinstance(r, _NextJob):
+                del self.waiting[slot]
+                r.result = None if self.error is not None else next(self.jobs, None)
+                if r.result is None:
+                    self.active -= 1
+                r.done = True
+            else:   # a prefill runs alone: batched, every other row would be padded to its length
+                key = id(r) if r.input_ids.shape[1] > MAX_BATCHED_TOKENS else id(r.lm)
+                groups.setdefault(key, []).append((slot, r))
+        if groups:
+            largest = max(groups.values(), key=lambda g: sum(r.input_ids.shape[0] for _, r in g))
+            for group in groups.values():
+                if group is not largest and all(r.waited < MAX_WAIT for _, r in group):
+                    for _, r in group:
+                        r.waited += 1
+                    continue
+                for slot, _ in group:
+                    del self.waiting[slot]
+                requests = [r for _, r in group]
+                try:
+                    with torch.inference_mode():
+                        results = batched_forward(requests[0].lm, requests)
+                    for r, res in zip(requests, results):
+                        r.result = res
+                    self.requests += len(requests)
+                    self.forwards += 1
+                    self.rows += sum(r.input_ids.shape[0] for r in requests)
+                except BaseException as e:   # each of these threads raises it; the batch winds down
+                    for r in requests:
+                        r.error = e
+                for r in requests:
+                    r.done = True
+        self.cond.notify_all()
+
+    def _thread(self, slot: int) -> None:
+        _local.batch, _local.slot = self, slot
+        try:
+            with torch.inference_mode():
+                while True:
+                    job = self._wait(_NextJob())
+                    if job is None:
+                        return
+                    job()
+        except BaseException as e:
+            with self.cond:
+                self.error = self.error or e
+                self.active -= 1
+                if self.waiting and len(self.waiting) == self.active:
+                    self._step()
+        finally:
+            _local.batch = None
+
+    def run(self) -> None:
+        threads = [threading.Thread(target=self._thread, args=(i,), name=f"adafuse-batch-{i}", daemon=True)
+                   for i in range(self.width)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if self.error is not None:
+            raise self.error
+
+
+def run_batched(jobs: Iterable[Callable[[], None]], width: int) -> Batch:
+    """Run `jobs` with up to `width` at a time, their forwards batched; returns the finished Batch
+    (its counters say how many forwards and rows ran). The first error raised stops the hand-out of
+    jobs and is raised here once the running ones end."""
+    batch = Batch(jobs, width)
+    batch.run()
+    return batch
