@@ -5,7 +5,9 @@ item (prediction, reference, metrics, the full trace). Each line is flushed and 
 the item is done, so a killed run loses at most the item in flight; `resume=True` skips items
 already on disk. Under `accelerate launch` every process takes every world-th item, writes
 `<slug>.rank<R>.jsonl`, and the main process merges those files, in item order, into
-`<slug>.jsonl` once all processes are done.
+`<slug>.jsonl` once all processes are done. With `batch_items` > 1, that many items decode at
+once in threads whose forwards are batched (adafuse/batch.py); records are written as items finish
+and the files are put back in item order at the end.
 """
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..batch import run_batched
 from ..config import DecodeConfig
 from ..errors import InputError
 from ..trace import Trace
@@ -257,6 +261,7 @@ class RunOptions:
     world: int = 1
     barrier: Callable[[], None] = lambda: None
     progress: bool = True
+    batch_items: int = 1          # items decoded at once, their forwards batched (adafuse/batch.py)
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
@@ -290,17 +295,29 @@ def run(tasks: list[Task], methods: list[Method], generate: GenerateFn, opts: Ru
 
     writers: dict[tuple[str, str], ResultWriter] = {}
     bar = _progress(len(work), opts.progress and main, opts.world)
-    try:
-        for task, item, method in work:
+    lock = threading.Lock()     # batched runs write from several threads
+
+    def do(task: Task, item: Item, method: Method) -> None:
+        record = evaluate_item(task, item, method, generate, opts.prompt_format)
+        with lock:
             wkey = (task.name, method.slug)
             if wkey not in writers:
                 writers[wkey] = ResultWriter(method_file(out_dir, task.name, method,
                                                          None if opts.world == 1 else opts.rank))
-            record = evaluate_item(task, item, method, generate, opts.prompt_format)
             writers[wkey].write(record)
             if bar is not None:
                 bar.set_postfix_str(f"{task.name} {method.label}", refresh=False)
                 bar.update(1)
+
+    try:
+        if opts.batch_items > 1:
+            # One job per item (its methods in order, so a thread's prompt cache keeps the item's
+            # prefill for its next method); `batch_items` items decode at once, forwards batched.
+            jobs = [list(g) for _, g in itertools.groupby(work, key=lambda w: (w[0].name, w[1].key))]
+            run_batched(((lambda units=units: [do(*u) for u in units]) for units in jobs), opts.batch_items)
+        else:
+            for task, item, method in work:
+                do(task, item, method)
     finally:
         for w in writers.values():
             w.close()
