@@ -4,8 +4,9 @@ On a CPU (and for small models on a GPU) a decode step costs about what reading 
 whatever the number of rows: with the rows of 8 requests in one forward, the weights are read once
 for 8 tokens instead of once per token. Requests hold caches of different lengths, so a batched
 forward runs the model's layers on all rows together and only attention per request, against that
-request's own cache (`RaggedCache`, `ragged_attention`): no cache is padded or copied beyond what
-the request's own forward would do, and its attention runs exactly as it would alone.
+request's own cache (`RaggedCache`, `ragged_attention`). The requests' tokens are packed into one
+sequence, so nothing is padded, no cache is copied beyond what the request's own forward would do,
+and each request's attention runs exactly as it would alone.
 
 Each request runs in a thread of its own through the unchanged engine; `state.forward` hands its
 forward to the thread's `Batch` and waits. When every thread of the batch is waiting, the last one
@@ -29,8 +30,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from . import kv
 
 ATTENTION = "adafuse_ragged"
-# A forward of more tokens than this (a prompt's prefill) runs alone: batched, every other row
-# would be padded to its length.
+# A forward of more tokens than this (a prompt's prefill) runs alone: it would gain nothing from
+# company and would hold up the others' steps.
 MAX_BATCHED_TOKENS = 256
 # A forward passed over this many times runs at the next step whatever its group's size.
 MAX_WAIT = 4
@@ -43,26 +44,44 @@ def current() -> "Batch | None":
     return getattr(_local, "batch", None)
 
 
+def slot() -> int | None:
+    """The calling batch thread's index (0 .. width-1), for per-thread state such as a prompt cache."""
+    return getattr(_local, "slot", None) if current() is not None else None
+
+
 # ---------------------------------------------------------------- one batched forward
 
 class RaggedCache:
-    """The caches of the requests in one batched forward. Row block i (rows `spans[i]`) holds
-    request i's new tokens, right-aligned in the padded input: `update` appends each request's real
-    positions to that request's own DynamicCache, as its own forward would, and keeps the result
-    for `ragged_attention`."""
+    """The caches of the requests in one packed forward. The batch is one row: request i's tokens
+    (its rows one after another, `t` tokens each) sit at `segments[i] = (offset, rows, t)`. `update`
+    appends each request's new positions to that request's own cache, as its own forward would,
+    and keeps the result for `ragged_attention`."""
 
-    def __init__(self, caches: list, spans: list[tuple[int, int]], lengths: list[int], width: int):
-        self.caches, self.spans, self.lengths, self.width = caches, spans, lengths, width
+    def __init__(self, caches: list, segments: list[tuple[int, int, int]]):
+        self.caches, self.segments = caches, segments
         self.layer_kv: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self.masks: dict[tuple[int, int | None], torch.Tensor | None] = {}   # the same in every layer
 
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
         self.layer_kv[layer_idx] = [
-            cache.update(key_states[a:b, :, self.width - t:], value_states[a:b, :, self.width - t:], layer_idx)
-            for cache, (a, b), t in zip(self.caches, self.spans, self.lengths)]
+            cache.update(_unpack(key_states, seg), _unpack(value_states, seg), layer_idx)
+            for cache, seg in zip(self.caches, self.segments)]
         return key_states, value_states   # not read: ragged_attention takes each request's own
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return max(kv.cache_len(c) for c in self.caches)
+
+    def mask(self, i: int, total: int, window: int | None, device) -> torch.Tensor | None:
+        key = (i, window)
+        if key not in self.masks:
+            self.masks[key] = _mask(self.segments[i][2], total, window, device)
+        return self.masks[key]
+
+
+def _unpack(packed: torch.Tensor, segment: tuple[int, int, int]) -> torch.Tensor:
+    """[1, heads, N, dim] -> one request's [rows, heads, t, dim] (a view)."""
+    offset, rows, t = segment
+    return packed[0, :, offset:offset + rows * t].unflatten(1, (rows, t)).transpose(0, 1)
 
 
 def _mask(t: int, total: int, window: int | None, device) -> torch.Tensor | None:
@@ -83,15 +102,15 @@ def ragged_attention(module, query, key, value, attention_mask, *, adafuse_ragge
     if adafuse_ragged is None:
         raise RuntimeError("adafuse_ragged attention runs only inside adafuse.batch's batched forward")
     ragged = adafuse_ragged
-    rows, _, width, _ = query.shape
     out = None
-    for (a, b), t, (k, v) in zip(ragged.spans, ragged.lengths, ragged.layer_kv[module.layer_idx]):
-        mask = _mask(t, k.shape[-2], sliding_window, query.device)
-        o, _ = sdpa_attention_forward(module, query[a:b, :, width - t:], k, v, mask,
-                                      sliding_window=sliding_window, **kwargs)
+    for i, (seg, (k, v)) in enumerate(zip(ragged.segments, ragged.layer_kv[module.layer_idx])):
+        offset, rows, t = seg
+        mask = ragged.mask(i, k.shape[-2], sliding_window, query.device)
+        o, _ = sdpa_attention_forward(module, _unpack(query, seg), k, v, mask,
+                                      sliding_window=sliding_window, **kwargs)   # [rows, t, heads, dim]
         if out is None:
-            out = query.new_zeros(rows, width, *o.shape[2:])
-        out[a:b, width - t:] = o
+            out = query.new_empty(1, query.shape[2], *o.shape[2:])
+        out[0, offset:offset + rows * t] = o.reshape(rows * t, *o.shape[2:])
     return out, None
 
 
@@ -102,14 +121,17 @@ AttentionInterface.register(ATTENTION, ragged_attention)
 def _attention(model, name: str):
     """Switch the model's attention implementation for one forward. Only the thread running a
     batch step calls the model while a batch runs, so nothing else sees the switch."""
-    configs = {id(m.config): m.config for m in model.modules() if hasattr(m, "config")}.values()
-    old = [(c, c._attn_implementation) for c in configs]
-    for c, _ in old:
+    configs = getattr(model, "_adafuse_configs", None)
+    if configs is None:   # every config object its modules read (a multimodal model has several)
+        configs = model._adafuse_configs = list({id(m.config): m.config for m in model.modules()
+                                                 if hasattr(m, "config")}.values())
+    old = [c._attn_implementation for c in configs]
+    for c in configs:
         c._attn_implementation = name
     try:
         yield
     finally:
-        for c, impl in old:
+        for c, impl in zip(configs, old):
             c._attn_implementation = impl
 
 
@@ -134,49 +156,46 @@ def _decoder_and_head(lm):
 
 
 def batched_forward(lm, requests: list["_Forward"]) -> list[torch.Tensor]:
-    """The forwards of several requests on `lm` as one: each request's input right-aligned in a
-    padded batch, position ids continuing each request's cache, attention per request, logits only
-    where each request wants them. Returns each request's logits as its own forward would give them."""
+    """The forwards of several requests on `lm` as one, packed: every request's tokens (all its
+    rows) one after another in a single batch row, with the position ids each would have alone.
+    Norms, MLPs and projections work token by token, so packing wastes nothing on padding; only
+    attention is per request. Logits are computed only where each request wants them. Returns each
+    request's logits as its own forward would give them: [rows, keep, vocab]."""
     if len(requests) == 1:
         r = requests[0]
         return [plain_forward(lm, r.input_ids, r.cache, r.keep)]
-    width = max(r.input_ids.shape[1] for r in requests)
-    ids, pos, spans, lengths = [], [], [], []
-    row = 0
+    ids, pos, segments, wanted = [], [], [], []
+    offset = 0
     for r in requests:
-        n, t = r.input_ids.shape
+        rows, t = r.input_ids.shape
         start = kv.cache_len(r.cache)
-        pad = width - t
-        ids.append(torch.cat([r.input_ids[:, :1].expand(n, pad), r.input_ids], dim=1))
-        # Padding positions get the first real position: their outputs are never read.
-        pos.append((start + (torch.arange(width) - pad).clamp(min=0)).expand(n, width))
-        spans.append((row, row + n))
-        lengths.append(t)
-        row += n
-    ragged = RaggedCache([r.cache for r in requests], spans, lengths, width)
-    inputs = dict(input_ids=torch.cat(ids).to(lm.device), position_ids=torch.cat(pos).to(lm.device),
+        ids.append(r.input_ids.reshape(-1))
+        pos.append((start + torch.arange(t)).repeat(rows))
+        segments.append((offset, rows, t))
+        # the last `keep` positions of each of its rows
+        wanted.append((offset + torch.arange(rows)[:, None] * t + torch.arange(t - r.keep, t)[None]).reshape(-1))
+        offset += rows * t
+    ragged = RaggedCache([r.cache for r in requests], segments)
+    inputs = dict(input_ids=torch.cat(ids)[None].to(lm.device), position_ids=torch.cat(pos)[None].to(lm.device),
                   use_cache=True, adafuse_ragged=ragged, **{lm.cache_kwarg: ragged})
+    wanted = torch.cat(wanted).to(lm.device)
     parts = _decoder_and_head(lm)
     with _attention(lm.model, ATTENTION):
-        if parts is None:   # any other architecture: the model's own head over the widest keep
-            keep = max(r.keep for r in requests)
-            logits = lm.model(logits_to_keep=keep, **inputs).logits
-            return [logits[a:b, keep - r.keep:] for r, (a, b) in zip(requests, spans)]
-        decoder, head = parts
-        hidden = decoder(**inputs).last_hidden_state
-    # Only the wanted positions go through the head: over Gemma's 262k vocabulary the head costs
-    # more than the rest of the model, and a scoring row wants every position while a step wants one.
-    wanted = torch.cat([hidden[a:b, width - r.keep:].reshape(-1, hidden.shape[-1])
-                        for r, (a, b) in zip(requests, spans)])
-    logits = head(wanted)
-    cap = getattr(lm.model.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
+        if parts is None:   # any other architecture: the model's own head at every position
+            logits = lm.model(logits_to_keep=0, **inputs).logits[0, wanted]
+        else:
+            decoder, head = parts
+            # Only the wanted positions go through the head: over Gemma's 262k vocabulary the head
+            # costs more than the rest of the model.
+            logits = head(decoder(**inputs).last_hidden_state[0, wanted])
+            cap = getattr(lm.model.config, "final_logit_softcapping", None)
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
     out, at = [], 0
-    for r, (a, b) in zip(requests, spans):
-        n = (b - a) * r.keep
-        out.append(logits[at:at + n].view(b - a, r.keep, -1))
-        at += n
+    for r in requests:
+        rows = r.input_ids.shape[0]
+        out.append(logits[at:at + rows * r.keep].view(rows, r.keep, -1))
+        at += rows * r.keep
     return out
 
 
@@ -247,7 +266,7 @@ class Batch:
                 if r.result is None:
                     self.active -= 1
                 r.done = True
-            else:   # a prefill runs alone: batched, every other row would be padded to its length
+            else:   # a prefill runs alone (MAX_BATCHED_TOKENS)
                 key = id(r) if r.input_ids.shape[1] > MAX_BATCHED_TOKENS else id(r.lm)
                 groups.setdefault(key, []).append((slot, r))
         if groups:

@@ -6,6 +6,7 @@
 # with --threads 1 so that they do not oversubscribe the cores.
 #   N_QA / N_SQUAD / N_MT / N_GSM8K   items per task (docs/RESULTS.md says what was run)
 #   MT_TOKENS / GSM8K_TOKENS          optional --max-new-tokens for FLORES / GSM8K (default: the task's)
+#   BATCH_ITEMS                       optional --batch-items: items decoded at once, forwards batched
 #   OUT                               output root (default runs/results)
 # Wall times go to $OUT/walltimes.tsv, one line per step.
 set -euo pipefail
@@ -15,6 +16,7 @@ N_QA=${N_QA:-200}; N_SQUAD=${N_SQUAD:-200}; N_MT=${N_MT:-200}; N_GSM8K=${N_GSM8K
 MAIN="adafuse,fixed:1,fixed:2,fixed:3,greedy"
 MT=(); [[ -n ${MT_TOKENS:-} ]] && MT=(--max-new-tokens "$MT_TOKENS")
 GSM=(); [[ -n ${GSM8K_TOKENS:-} ]] && GSM=(--max-new-tokens "$GSM8K_TOKENS")
+BATCH=(); [[ -n ${BATCH_ITEMS:-} ]] && BATCH=(--batch-items "$BATCH_ITEMS")
 mkdir -p "$OUT"
 
 step() {   # step NAME OUTDIR ARGS...: run one eval, resuming if OUTDIR holds a run
@@ -22,9 +24,9 @@ step() {   # step NAME OUTDIR ARGS...: run one eval, resuming if OUTDIR holds a 
   local resume=(); [[ -f $dir/run.json ]] && resume=(--resume)
   local t0=$SECONDS
   echo "== $name: python -m adafuse eval $* --out $dir ${resume[*]}" >&2
-  python -m adafuse eval "$@" --threads 1 --out "$dir" "${resume[@]}" --no-progress > "$dir.$name.log" 2>&1 || {
+  python -m adafuse eval "$@" --threads 1 "${BATCH[@]}" --out "$dir" "${resume[@]}" --no-progress > "$dir.$name.log" 2>&1 || {
     echo "step $name failed, see $dir.$name.log" >&2; return 1; }
-  printf '%s\t%s\t%d\t%s\n' "$name" "$dir" $((SECONDS - t0)) "python -m adafuse eval $* --out $dir" >> "$OUT/walltimes.tsv"
+  printf '%s\t%s\t%d\t%s\n' "$name" "$dir" $((SECONDS - t0)) "python -m adafuse eval $* ${BATCH[*]} --out $dir" >> "$OUT/walltimes.tsv"
 }
 
 run_task() {
