@@ -20,12 +20,18 @@ from typing import Callable, Sequence
 
 import torch
 
+from . import batch
+
 _pool: ThreadPoolExecutor | None = None
 
 
 def use_threads(devices: Sequence[torch.device]) -> bool:
     env = os.environ.get("ADAFUSE_PARALLEL", "auto").strip().lower()
     if len(devices) < 2 or env in ("0", "off", "no", "false"):
+        return False
+    if batch.current() is not None:
+        # In a batch (adafuse/batch.py) every forward must go through the batch's steps, which
+        # already keep the devices busy with several requests; a side thread would bypass them.
         return False
     if env in ("1", "on", "yes", "true", "threads"):
         return True
