@@ -1,21 +1,22 @@
 """Item batching: several requests decode at once, and their forwards on one model run as one.
 
-On a CPU (and for small models on a GPU) a decode step costs about what reading the weights costs,
-whatever the number of rows: with the rows of 8 requests in one forward, the weights are read once
-for 8 tokens instead of once per token. Requests hold caches of different lengths, so a batched
-forward runs the model's layers on all rows together and only attention per request, against that
-request's own cache (`RaggedCache`, `ragged_attention`). The requests' tokens are packed into one
-sequence, so nothing is padded, no cache is copied beyond what the request's own forward would do,
-and each request's attention runs exactly as it would alone.
+Where a decode step is mostly reading the weights (larger models, or any model on a GPU), a
+forward over the rows of 8 requests costs little more than over one: the weights are read once for
+8 tokens. Requests hold caches of different lengths, so a batched forward runs the model's layers
+on all their tokens together, packed into one sequence (nothing padded), and only attention per
+request, against that request's own cache (`RaggedCache`, `ragged_attention`): no cache is copied
+beyond what the request's own forward would do, and each request attends exactly as it would alone.
+Attention over a long cache is per request and is not shared; docs/EVAL.md has what this gives on
+the embedded pair.
 
 Each request runs in a thread of its own through the unchanged engine; `state.forward` hands its
 forward to the thread's `Batch` and waits. When every thread of the batch is waiting, the last one
-to arrive runs the step: the waiting forwards, grouped per model (one-token decode steps together,
-multi-token forwards together), and the hand-out of the next job to the threads that finished one.
-The steps therefore depend on the jobs alone, never on thread timing, and a batched run is
-reproducible. Only the linear layers see other requests' rows; a batched matrix product can differ
-from a one-row product in the last float bits, so a batched run can differ from an unbatched one
-where two candidates tie to within that (tests/test_batch.py compares them on the embedded pair).
+to arrive runs a step (`Batch._step`): the next jobs go to threads that finished one, and the
+waiting forwards, grouped per model, run as one forward per group that is due. What runs depends
+on the jobs alone, never on thread timing, so a batched run is reproducible. Only the linear layers
+see other requests' tokens; a batched matrix product can differ from a one-row product in the last
+float bits, so a batched run can differ from an unbatched one where two candidates tie to within
+that (tests/test_batch.py compares them on the embedded pair).
 """
 from __future__ import annotations
 
@@ -258,17 +259,17 @@ class Batch:
         """
         self.steps += 1
         groups: dict[int, list[tuple[int, _Forward]]] = {}
-        for slot in sorted(self.waiting):
-            r = self.waiting[slot]
+        for s in sorted(self.waiting):
+            r = self.waiting[s]
             if isinstance(r, _NextJob):
-                del self.waiting[slot]
+                del self.waiting[s]
                 r.result = None if self.error is not None else next(self.jobs, None)
                 if r.result is None:
                     self.active -= 1
                 r.done = True
             else:   # a prefill runs alone (MAX_BATCHED_TOKENS)
                 key = id(r) if r.input_ids.shape[1] > MAX_BATCHED_TOKENS else id(r.lm)
-                groups.setdefault(key, []).append((slot, r))
+                groups.setdefault(key, []).append((s, r))
         if groups:
             largest = max(groups.values(), key=lambda g: sum(r.input_ids.shape[0] for _, r in g))
             for group in groups.values():
@@ -276,8 +277,8 @@ class Batch:
                     for _, r in group:
                         r.waited += 1
                     continue
-                for slot, _ in group:
-                    del self.waiting[slot]
+                for s, _ in group:
+                    del self.waiting[s]
                 requests = [r for _, r in group]
                 try:
                     with torch.inference_mode():
