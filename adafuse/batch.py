@@ -170,14 +170,14 @@ def batched_forward(lm, requests: list["_Forward"]) -> list[torch.Tensor]:
     for r in requests:
         rows, t = r.input_ids.shape
         start = kv.cache_len(r.cache)
-        ids.append(r.input_ids.reshape(-1))
+        ids.append(r.input_ids.reshape(-1).to(lm.device))   # a step's ids may already be on the GPU
         pos.append((start + torch.arange(t)).repeat(rows))
         segments.append((offset, rows, t))
         # the last `keep` positions of each of its rows
         wanted.append((offset + torch.arange(rows)[:, None] * t + torch.arange(t - r.keep, t)[None]).reshape(-1))
         offset += rows * t
     ragged = RaggedCache([r.cache for r in requests], segments)
-    inputs = dict(input_ids=torch.cat(ids)[None].to(lm.device), position_ids=torch.cat(pos)[None].to(lm.device),
+    inputs = dict(input_ids=torch.cat(ids)[None], position_ids=torch.cat(pos)[None].to(lm.device),
                   use_cache=True, adafuse_ragged=ragged, **{lm.cache_kwarg: ragged})
     wanted = torch.cat(wanted).to(lm.device)
     parts = _decoder_and_head(lm)
