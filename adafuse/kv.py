@@ -7,6 +7,7 @@ apply the model's sliding window, so the outputs are the same.
 """
 from __future__ import annotations
 
+import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
@@ -37,7 +38,10 @@ class GrowingLayer(DynamicLayer):
         n, t = (keys.shape[-2] if keys.dim() == 4 else 0), key_states.shape[-2]
         buf = self._buffers
         if (buf is None or buf[2] != n or buf[0].shape[-2] < n + t or buf[0].shape[0] != key_states.shape[0]
-                or (n and keys.data_ptr() != buf[0].data_ptr())):
+                or (n and keys.data_ptr() != buf[0].data_ptr())
+                # a buffer made under inference_mode cannot be written outside it (a caller driving
+                # propose/score directly): copy out, as concatenation would
+                or (buf[0].is_inference() and not torch.is_inference_mode_enabled())):
             rows, heads, _, dim = key_states.shape
             buf = [key_states.new_empty(rows, heads, n + t + HEADROOM, dim),
                    value_states.new_empty(rows, heads, n + t + HEADROOM, value_states.shape[-1]), n]
