@@ -74,3 +74,42 @@ def test_the_pair_and_each_model_know_these_capitals(eval_run):
     md = (out / "report.md").read_text()
     assert "| adafuse |" in md and "| fixed:1 |" in md
     assert (out / "report.html").stat().st_size > 1_000_000          # plotly.js inlined
+
+
+def test_process_device_shares_gpus_round_robin_and_keeps_a_named_device():
+    assert cli.process_device("auto", 5, 2) == "cuda:1"
+    assert cli.process_device("auto", 3, 1) == "cuda:0"     # more processes than GPUs share it
+    assert cli.process_device("auto", 3, 0) == "cpu"
+    assert cli.process_device("cuda:1", 0, 8) == "cuda:1"
+
+
+def test_accelerate_launch_shards_items_and_merges_the_same_records(eval_run, tmp_path):
+    """Two real processes under `accelerate launch` (gloo barrier, CPU): the merged greedy records
+    equal the one-process run's. `--multi_gpu` names accelerate's multi-process launcher (torchrun);
+    without it a CPU launch starts one process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    out, names = eval_run
+    root = out.parent
+    with socket.socket() as s:                   # a free port for the process group
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sharded = tmp_path / "sharded"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+           "-m", "adafuse", "eval", "--task", "custom", "--data", str(root / "qa.jsonl"),
+           "--prompt-file", str(root / "prompt.txt"), "--metric", "em", "--stop", "\\n",
+           "--max-new-tokens", "6", "--models", names[0], "--methods", "greedy", "--device", "cpu",
+           "--threads", "1", "--out", str(sharded), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    slug = f"greedy_{names[0]}"
+    assert sorted(p.name for p in (sharded / "custom").iterdir()) == [f"{slug}.jsonl"]   # rank files merged
+    got, want = records(sharded, slug), records(out, slug)
+    assert [r["line"] for r in got] == [1, 2]
+    assert [(r["prediction"], r["metrics"]) for r in got] == [(r["prediction"], r["metrics"]) for r in want]
+    assert json.loads((sharded / "run.json").read_text())["invocations"][0]["processes"] == 2

@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="override every task's token budget")
     p.add_argument("--stop", action="append", help="override the task stop strings (repeatable; \\n allowed)")
     p.add_argument("--prompt-format", choices=("raw", "chat"), default="raw")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda or cuda:N. Under accelerate launch, auto gives process i GPU "
+                        "i mod count, so more processes than GPUs share them; a named device is used by all")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's). On a shared or busy "
@@ -139,11 +141,15 @@ def _run(args, argv: list[str]) -> int:
 
     rank, world, barrier, device = 0, 1, (lambda: None), args.device
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        # The processes only wait for each other, never exchange tensors: gloo does that, on any
+        # machine, and unlike NCCL it lets several processes share one GPU.
+        state = PartialState(cpu=True)
         rank, world, barrier = state.process_index, state.num_processes, state.wait_for_everyone
-        device = str(state.device)
+        device = process_device(args.device, state.local_process_index,
+                                torch.cuda.device_count() if torch.cuda.is_available() else 0)
     out_dir = Path(args.out)
     if rank == 0:
         _check_out_dir(out_dir, args.resume)
@@ -161,6 +167,15 @@ def _run(args, argv: list[str]) -> int:
         print(report.markdown(summary))
         print(f"\nwrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return 0
+
+
+def process_device(requested: str, local_rank: int, gpus: int) -> str:
+    """The device of one process of a sharded run: a named device as given; with auto, GPU
+    local_rank mod gpus (small models are launch-bound, so several processes per GPU go faster
+    than one), or the CPU where there is none."""
+    if requested != "auto":
+        return requested
+    return f"cuda:{local_rank % gpus}" if gpus else "cpu"
 
 
 def _engine(names: list[str], args, device: str) -> runner.GenerateFn:
