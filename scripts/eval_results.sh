@@ -8,6 +8,11 @@
 #   MT_TOKENS / GSM8K_TOKENS          optional --max-new-tokens for FLORES / GSM8K (default: the task's)
 #   BATCH_ITEMS                       optional --batch-items: items decoded at once, forwards batched
 #   OUT                               output root (default runs/results)
+#   LAUNCH                            what runs `-m adafuse eval` (default: python); e.g. on one GPU,
+#                                     12 processes sharing it: "python3 -m accelerate.commands.launch
+#                                     --multi_gpu --num_processes 12 --num_machines 1 --mixed_precision no
+#                                     --dynamo_backend no"
+#   EVAL_ARGS                         more eval flags for every step, e.g. "--device cuda --dtype float32"
 # Wall times go to $OUT/walltimes.tsv, one line per step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,16 +22,19 @@ MAIN="adafuse,fixed:1,fixed:2,fixed:3,greedy"
 MT=(); [[ -n ${MT_TOKENS:-} ]] && MT=(--max-new-tokens "$MT_TOKENS")
 GSM=(); [[ -n ${GSM8K_TOKENS:-} ]] && GSM=(--max-new-tokens "$GSM8K_TOKENS")
 BATCH=(); [[ -n ${BATCH_ITEMS:-} ]] && BATCH=(--batch-items "$BATCH_ITEMS")
+read -r -a LAUNCH <<< "${LAUNCH:-python}"
+read -r -a EXTRA <<< "${EVAL_ARGS:-}"
 mkdir -p "$OUT"
 
 step() {   # step NAME OUTDIR ARGS...: run one eval, resuming if OUTDIR holds a run
   local name=$1 dir=$2; shift 2
   local resume=(); [[ -f $dir/run.json ]] && resume=(--resume)
   local t0=$SECONDS
-  echo "== $name: python -m adafuse eval $* --out $dir ${resume[*]}" >&2
-  python -m adafuse eval "$@" --threads 1 "${BATCH[@]}" --out "$dir" "${resume[@]}" --no-progress > "$dir.$name.log" 2>&1 || {
+  local cmd="${LAUNCH[*]} -m adafuse eval $* ${EXTRA[*]} ${BATCH[*]} --out $dir"
+  echo "== $name: $cmd ${resume[*]}" >&2
+  "${LAUNCH[@]}" -m adafuse eval "$@" "${EXTRA[@]}" --threads 1 "${BATCH[@]}" --out "$dir" "${resume[@]}" --no-progress > "$dir.$name.log" 2>&1 || {
     echo "step $name failed, see $dir.$name.log" >&2; return 1; }
-  printf '%s\t%s\t%d\t%s\n' "$name" "$dir" $((SECONDS - t0)) "python -m adafuse eval $* ${BATCH[*]} --out $dir" >> "$OUT/walltimes.tsv"
+  printf '%s\t%s\t%d\t%s\n' "$name" "$dir" $((SECONDS - t0)) "$cmd" >> "$OUT/walltimes.tsv"
 }
 
 run_task() {
