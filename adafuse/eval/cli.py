@@ -147,7 +147,9 @@ def _run(args, argv: list[str]) -> int:
         # The processes only wait for each other, never exchange tensors: gloo does that, on any
         # machine, and unlike NCCL it lets several processes share one GPU.
         state = PartialState(cpu=True)
-        rank, world, barrier = state.process_index, state.num_processes, state.wait_for_everyone
+        # Not state.wait_for_everyone: it passes device_ids=[local rank], which names a GPU that
+        # does not exist when processes outnumber GPUs. A plain gloo barrier runs on the CPU.
+        rank, world, barrier = state.process_index, state.num_processes, torch.distributed.barrier
         device = process_device(args.device, state.local_process_index,
                                 torch.cuda.device_count() if torch.cuda.is_available() else 0)
     out_dir = Path(args.out)

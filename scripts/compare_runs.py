@@ -1,0 +1,52 @@
+"""Do two eval runs give the same answers on the items both finished? Per method: items in common,
+identical predictions, identical metric values, and the first differing item.
+
+    python scripts/compare_runs.py RUN_A RUN_B      # two --out directories (or their task folders)
+
+Used to check that a run made elsewhere (another device, batched, sharded) reproduces this one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+
+def records(run: Path) -> dict[tuple[str, str], dict[str, dict]]:
+    """(task, method slug) -> key -> record, from every result file under `run` (rank files too)."""
+    out: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
+    for path in sorted(run.rglob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue                      # a line cut by a kill
+            if isinstance(rec, dict) and "key" in rec and "slug" in rec:
+                out[(rec.get("task", ""), rec["slug"])].setdefault(rec["key"], rec)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_a", type=Path)
+    p.add_argument("run_b", type=Path)
+    a = p.parse_args()
+    ra, rb = records(a.run_a), records(a.run_b)
+    print("| task | method | in common | same prediction | same metrics | first difference |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    totals = [0, 0, 0]
+    for task, slug in sorted(set(ra) & set(rb)):
+        x, y = ra[(task, slug)], rb[(task, slug)]
+        common = sorted(set(x) & set(y), key=lambda k: int(x[k].get("line", 0)))
+        same = [k for k in common if x[k]["prediction"] == y[k]["prediction"]]
+        metrics = [k for k in common if x[k]["metrics"] == y[k]["metrics"]]
+        first = next((f"line {x[k].get('line')}" for k in common if k not in same), "-")
+        print(f"| {task} | {slug} | {len(common)} | {len(same)} | {len(metrics)} | {first} |")
+        for i, n in enumerate((len(common), len(same), len(metrics))):
+            totals[i] += n
+    print(f"| all | all | {totals[0]} | {totals[1]} | {totals[2]} | |")
+
+
+if __name__ == "__main__":
+    main()
