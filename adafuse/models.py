@@ -291,13 +291,7 @@ def _convert(name: str, out: Path, progress: Progress) -> None:
                                                      dtype=torch.float32)
     except Exception as e:
         raise ModelLoadError(f"could not read the GGUF file of {name!r} ({gguf}): {e}") from e
-    # transformers refuses save_pretrained on a GGUF-loaded model although its weights are
-    # already dequantized: detach the quantizer first.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    if getattr(model, "is_quantized", False):
-        model.is_quantized = False
+    detach_quantizer(model)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     progress(f"{name}: saving to {out}", 0.8)
@@ -310,6 +304,16 @@ def _convert(name: str, out: Path, progress: Progress) -> None:
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     progress(f"{name}: converted in {time.time() - start:.0f} s", 1.0)
+
+
+def detach_quantizer(model) -> None:
+    """transformers refuses save_pretrained on a GGUF-loaded model although its weights are
+    already dequantized: detach the quantizer first."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if getattr(model, "is_quantized", False):
+        model.is_quantized = False
 
 
 def _check_same_greedy(model, tokenizer, saved: Path, name: str) -> None:

@@ -8,22 +8,21 @@ Used to check that a run made elsewhere (another device, batched, sharded) repro
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from collections import defaultdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from adafuse.eval import runner  # noqa: E402
 
 
 def records(run: Path) -> dict[tuple[str, str], dict[str, dict]]:
     """(task, method slug) -> key -> record, from every result file under `run` (rank files too)."""
     out: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
-    for path in sorted(run.rglob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue                      # a line cut by a kill
-            if isinstance(rec, dict) and "key" in rec and "slug" in rec:
-                out[(rec.get("task", ""), rec["slug"])].setdefault(rec["key"], rec)
+    for rec in runner.read_records(sorted(run.rglob("*.jsonl"))):    # skips lines cut by a kill
+        if "slug" in rec:
+            out[(rec.get("task", ""), rec["slug"])].setdefault(rec["key"], rec)
     return out
 
 

@@ -67,10 +67,7 @@ def unpack(src: Path) -> None:
             print(f"{name}: already in {dest}")
             continue
         model = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=f"{name}.gguf", dtype=torch.float32)
-        model.hf_quantizer = None          # see models._convert: the weights are already dequantized
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.is_quantized = False
+        models.detach_quantizer(model)
         tmp = dest.with_name(dest.name + ".unpacking")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
