@@ -34,12 +34,12 @@ def cell(summary: dict, task: str, slug: str) -> dict | None:
 
 
 def method_table(runs, methods, tasks, headers, fmt):
-    """A Markdown table: one row per method, one column per task, `fmt(task, cell)` in each."""
+    """A Markdown table: one row per method, one column per task, `fmt(task, cell, slug)` in each."""
     print("| method | " + " | ".join(headers) + " |")
     print("| --- " * (len(headers) + 1) + "|")
     for slug, label in methods.items():
         cells = [cell(runs[t], t, slug) for t in tasks]
-        print(f"| {label} | " + " | ".join("" if c is None else fmt(t, c) for t, c in zip(tasks, cells)) + " |")
+        print(f"| {label} | " + " | ".join("" if c is None else fmt(t, c, slug) for t, c in zip(tasks, cells)) + " |")
 
 def main(root: Path) -> None:
     main_runs, sweeps = load(root, "summary.json"), load(root, "bsweep.summary.json")
@@ -59,12 +59,12 @@ def main(root: Path) -> None:
 
     print("### Scores\n")
     method_table(main_runs, methods, tasks, [f"{t} ({_metric(main_runs[t], t)})" for t in tasks],
-                 lambda t, c: f"{c['score']:.1f}")
+                 lambda t, c, _: f"{c['score']:.1f}")
     print("\nItems per task (finished by every method): " + ", ".join(
         f"{t} {min(c['n'] for c in main_runs[t]['tasks'][t]['methods'].values())}" for t in tasks) + ".")
     print("\nSecondary: F1 (QA), chrF (FLORES).\n")
     secondary = [t for t in tasks if main_runs[t]["tasks"][t]["metric"] != "number"]
-    method_table(main_runs, methods, secondary, secondary, lambda t, c: "{:.1f}".format(
+    method_table(main_runs, methods, secondary, secondary, lambda t, c, _: "{:.1f}".format(
         c["scores"]["chrf" if main_runs[t]["tasks"][t]["metric"] == "bleu" else "f1"]))
 
     print("\n### Words per round (adafuse, tau 0.7, M 3, B 1)\n")
@@ -78,19 +78,28 @@ def main(root: Path) -> None:
     print("| paper, NQ | 80.29 % | 15.53 % | 4.18 % | |")
 
     print("\n### Cost per item (mean wall seconds / forward passes of both models)\n")
-    method_table(main_runs, methods, tasks, tasks,
-                 lambda t, c: f"{c['seconds_mean']:.1f} s / {c['forward_passes_mean']:.0f}")
+    elsewhere: list = []     # cells whose seconds leave out results computed on another machine
+
+    def cost(t: str, c: dict, slug: str) -> str:
+        secs, mark = local_seconds(root, t, slug, methods[slug], c, elsewhere)
+        return f"{secs} s{mark} / {c['forward_passes_mean']:.0f}"
+
+    method_table(main_runs, methods, tasks, tasks, cost)
+    print_elsewhere(elsewhere)
 
     if sweeps:
         print("\n### B sweep (adafuse, tau 0.7, M 3)\n")
         print("| task | B=1 | B=2 | B=3 | mean s/item B=1 / 2 / 3 |")
         print("| --- | --- | --- | --- | --- |")
+        elsewhere = []
         for t, s in sweeps.items():
             cs = [cell(s, t, f"adafuse_tau0.7_M3_B{b}") for b in (1, 2, 3)]
             scores = ["" if c is None else f"{c['score']:.1f}" for c in cs]
-            secs = " / ".join("" if c is None else f"{c['seconds_mean']:.1f}" for c in cs)
+            secs = " / ".join("" if c is None else "".join(local_seconds(root, t, f"adafuse_tau0.7_M3_B{b}", f"B={b}", c, elsewhere))
+                              for b, c in zip((1, 2, 3), cs))
             n = min(c["n"] for c in cs if c is not None)
             print(f"| {t} ({n} items) | " + " | ".join(scores) + f" | {secs} |")
+        print_elsewhere(elsewhere)
 
     print("\n### Paired comparison: adafuse against each single model, item by item\n")
     paired_table(root, tasks)
@@ -101,6 +110,34 @@ def main(root: Path) -> None:
     print("\n### Commands and wall times (summed over the passes that extended each step)\n")
     for (name, folder), (seconds, command) in walls.items():
         print(f"- {folder} ({name}), {seconds // 60} min {seconds % 60} s: `{command}`")
+
+
+def local_seconds(root: Path, task: str, slug: str, label: str, c: dict, elsewhere: list[str]) -> tuple[str, str]:
+    """Mean wall seconds per item of a summary cell, over the results computed on this machine only:
+    a result merged in from another machine (its record carries `computed_on`) was timed there, on
+    other hardware and load, so its seconds would mix two machines. Returns (seconds, mark), the
+    mark '†' when results were left out, and notes which in `elsewhere`."""
+    recs = item_records(root, task, slug)
+    if not recs:        # no item files beside the summary: its mean is all there is
+        return f"{c['seconds_mean']:.1f}", ""
+    here = [r["seconds"] for r in recs if "computed_on" not in r]
+    if len(here) == len(recs):
+        return f"{c['seconds_mean']:.1f}", ""
+    where = sorted({r["computed_on"] for r in recs if "computed_on" in r})
+    elsewhere.append((f"{task} {label} {len(here)}/{len(recs)}", where))
+    return ("n/a" if not here else f"{sum(here) / len(here):.1f}"), "†"
+
+
+def print_elsewhere(elsewhere: list[tuple[str, list[str]]]) -> None:
+    if elsewhere:
+        where = sorted({w for _, ws in elsewhere for w in ws})
+        print("\n† Mean over the results computed on this machine only (" + ", ".join(n for n, _ in elsewhere)
+              + "); the others were computed and timed on " + "; ".join(where) + ".")
+
+
+def item_records(root: Path, task: str, slug: str) -> list[dict]:
+    path = root / task / task / f"{slug}.jsonl"
+    return [json.loads(line) for line in open(path, encoding="utf-8")] if path.exists() else []
 
 
 # Per-item metric of the paired comparison: the task's own for EM and accuracy; sentence chrF for
