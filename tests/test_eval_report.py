@@ -2,6 +2,7 @@
 import json
 import math
 import re
+import sys
 
 import pytest
 
@@ -89,6 +90,21 @@ def test_markdown_and_html(two_tasks, tmp_path):
         assert title in page
     assert json.loads(paths["summary"].read_text())["tasks"]["qa"]["items"] == 4
     assert paths["markdown"].read_text().startswith("# AdaFuse evaluation")
+
+
+def test_without_plotly_the_html_is_skipped_with_a_message_and_the_rest_is_written(two_tasks, tmp_path,
+                                                                                   monkeypatch, capsys):
+    task_list, methods, results = two_tasks
+    s = report.summarize(task_list, methods, results)
+    monkeypatch.setitem(sys.modules, "plotly", None)        # import plotly now fails as if not installed
+    paths = report.write_reports(tmp_path / "out", s, "bsweep")
+    assert sorted(paths) == ["markdown", "summary"]
+    assert not (tmp_path / "out" / "bsweep.html").exists()
+    assert json.loads(paths["summary"].read_text())["tasks"]["qa"]["items"] == 4
+    assert "| adafuse B=2 | 100.0 |" in paths["markdown"].read_text()
+    err = capsys.readouterr().err
+    assert "bsweep.html not written: plotly is not installed" in err
+    assert f"python -m adafuse eval report --out {tmp_path / 'out'}" in err
 
 
 def test_an_interrupted_run_is_compared_on_the_items_every_method_finished(two_tasks):

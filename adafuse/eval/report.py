@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -282,5 +283,15 @@ def write_reports(out_dir: Path, summary: dict, name: str = "report") -> dict[st
     paths = {"summary": out_dir / json_name, "markdown": out_dir / f"{name}.md", "html": out_dir / f"{name}.html"}
     paths["summary"].write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown(summary) + "\n", encoding="utf-8")
-    paths["html"].write_text(html(summary), encoding="utf-8")
+    try:
+        page = html(summary)
+    except ModuleNotFoundError as e:
+        # A long run on a box without plotly (a bare GPU image) must not end in a traceback after its
+        # last item: the results and the other reports are on disk, and the page can be made later.
+        if e.name is None or e.name.split(".")[0] != "plotly":
+            raise
+        print(f"{paths.pop('html')} not written: plotly is not installed. `pip install plotly`, then "
+              f"`python -m adafuse eval report --out {out_dir}` writes it from the results.", file=sys.stderr)
+    else:
+        paths["html"].write_text(page, encoding="utf-8")
     return paths
