@@ -30,7 +30,8 @@ step() {   # step NAME OUTDIR ARGS...: run one eval, resuming if OUTDIR holds a 
   local name=$1 dir=$2; shift 2
   local resume=(); [[ -f $dir/run.json ]] && resume=(--resume)
   local t0=$SECONDS
-  local cmd="${LAUNCH[*]} -m adafuse eval $* ${EXTRA[*]} ${BATCH[*]} --out $dir"
+  local shown=("${LAUNCH[@]}" -m adafuse eval "$@" "${EXTRA[@]}" "${BATCH[@]}" --out "$dir")
+  local cmd="${shown[*]}"   # what walltimes.tsv records (no double spaces where a flag group is empty)
   echo "== $name: $cmd ${resume[*]}" >&2
   "${LAUNCH[@]}" -m adafuse eval "$@" "${EXTRA[@]}" --threads 1 "${BATCH[@]}" --out "$dir" "${resume[@]}" --no-progress > "$dir.$name.log" 2>&1 || {
     echo "step $name failed, see $dir.$name.log" >&2; return 1; }
