@@ -91,6 +91,14 @@ class PromptCache:
     def put(self, lm: LM, ids: list[int], cache) -> None:
         self.entries[id(lm)] = (lm, list(ids), kv.select_row(cache, 0, len(ids)))
 
+    def copy(self) -> "PromptCache":
+        """A cache starting from the same entries, for another thread or arm: the entries are views
+        that decoding never writes into, so both may use them; what one puts the other does not see.
+        The token counters start at zero."""
+        other = PromptCache()
+        other.entries = dict(self.entries)
+        return other
+
 
 @torch.inference_mode()
 def start(lm: LM, name: str, prompt: str, prompt_format: str,

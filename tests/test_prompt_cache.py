@@ -58,3 +58,17 @@ def test_an_unrelated_prompt_reuses_nothing_and_a_cut_prompt_keeps_one_token_to_
     got = adafuse.generate([smol], short, cfg, prompt_cache=cache)
     assert cache.reused_tokens - before == n - 1
     assert got.text == adafuse.generate([smol], short, cfg).text
+
+
+def test_a_copy_starts_warm_and_what_it_puts_stays_its_own(smol):
+    cfg = DecodeConfig(mode="greedy", max_new_tokens=4)
+    cache = PromptCache()
+    adafuse.generate([smol], SHOTS + QUESTIONS[0], cfg, prompt_cache=cache)
+    held = dict(cache.entries)
+    copy = cache.copy()
+    assert (copy.reused_tokens, copy.prefilled_tokens) == (0, 0)
+    got = adafuse.generate([smol], SHOTS + QUESTIONS[1], cfg, prompt_cache=copy)
+    assert got.text == adafuse.generate([smol], SHOTS + QUESTIONS[1], cfg).text
+    assert copy.reused_tokens >= len(smol.tokenizer(SHOTS).input_ids) - 1     # the shots came warm
+    assert cache.entries == held                                             # the original is untouched
+    assert copy.entries[id(smol)][1] != cache.entries[id(smol)][1]
