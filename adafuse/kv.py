@@ -56,6 +56,15 @@ class GrowingLayer(DynamicLayer):
         return self.keys, self.values
 
 
+def bytes_per_token(lm) -> int:
+    """Bytes one position of `lm`'s cache holds: keys and values of every layer (all layers are
+    full ones here, sliding-window layers included: see the module docstring)."""
+    cfg = lm.model.config.get_text_config() if hasattr(lm.model.config, "get_text_config") else lm.model.config
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return 2 * cfg.num_hidden_layers * kv_heads * head_dim * lm.dtype.itemsize
+
+
 def new_cache() -> DynamicCache:
     cache = DynamicCache()
     if getattr(cache, "layer_class_to_replicate", None) is DynamicLayer:

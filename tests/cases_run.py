@@ -27,7 +27,7 @@ def eval_run(lms, base: Path) -> Path:
         by_name = {lm.name: lm for lm in lms}
         original = cli._engine
         cli._engine = lambda models, args, device: (
-            lambda ms, prompt, cfg: adafuse.generate([by_name[m] for m in ms], prompt, cfg))
+            lambda ms, prompt, cfg: adafuse.generate([by_name[m] for m in ms], prompt, cfg), list(by_name.values()))
         try:
             rc = cli.main(["--task", "custom", "--data", str(root / "qa.jsonl"), "--prompt-file",
                            str(root / "prompt.txt"), "--metric", "em", "--stop", "\\n", "--max-new-tokens", "6",

@@ -25,7 +25,7 @@ def eval_run(lms, tmp_path_factory):
 
     def engine(models, args, device):
         assert models == names                  # every model the methods need, loaded once
-        return lambda ms, prompt, cfg: adafuse.generate([by_name[m] for m in ms], prompt, cfg)
+        return (lambda ms, prompt, cfg: adafuse.generate([by_name[m] for m in ms], prompt, cfg)), lms
 
     original = cli._engine
     cli._engine = engine

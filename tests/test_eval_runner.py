@@ -208,7 +208,7 @@ import sys
 sys.path.insert(0, {tests!r})
 import test_eval_runner as t
 import adafuse.eval.cli as cli
-cli._engine = lambda names, args, device: (lambda m, p, c: t.fake_generate(m, p, c, delay={delay}))
+cli._engine = lambda names, args, device: ((lambda m, p, c: t.fake_generate(m, p, c, delay={delay})), [])
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -334,7 +334,7 @@ def test_report_subcommand_rebuilds_the_reports_without_models(tmp_path, monkeyp
 
     data = write_data(tmp_path / "qa.jsonl", 4)
     out = tmp_path / "out"
-    monkeypatch.setattr(cli, "_engine", lambda names, args, device: fake_generate)
+    monkeypatch.setattr(cli, "_engine", lambda names, args, device: (fake_generate, []))
     assert cli.main(["--task", "custom", "--data", str(data), "--metric", "em", "--stop", "\\n",
                      "--models", "alpha,beta", "--methods", "adafuse,greedy", "--out", str(out), "--no-progress"]) == 0
     first = json.loads((out / "summary.json").read_text())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..config import unescape_stop
 from ..errors import AdafuseError, InputError
-from . import report, runner, tasks as tasks_mod
+from . import memory, report, runner, tasks as tasks_mod
 
 DEFAULT_METHODS = "adafuse,greedy"
 
@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "prefix, and of the same item under the previous method)")
     p.add_argument("--batch-items", type=int, default=1, metavar="N",
                    help="decode N items at once, their forwards on each model batched into one (default 1). "
-                        "Results equal unbatched decoding up to float rounding; docs/EVAL.md has the speed-ups")
+                        "Results equal unbatched decoding up to float rounding; docs/EVAL.md has the speed-ups. "
+                        "Each item in flight holds its own KV caches: a run that may not fit in memory "
+                        "says so before it starts, with an N that does")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished items")
     p.add_argument("--show-prompt", action="store_true", help="print each task's first prompt and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -157,7 +159,9 @@ def _run(args, argv: list[str]) -> int:
         _check_out_dir(out_dir, args.resume)
         _write_run_json(out_dir, argv, names, tasks, methods, world)
 
-    generate = _engine(sorted({m for method in methods for m in method.models}, key=names.index), args, device)
+    generate, lms = _engine(sorted({m for method in methods for m in method.models}, key=names.index), args, device)
+    if rank == 0 and (warning := memory.batch_warning(lms, tasks, methods, args.batch_items)):
+        print(f"warning: {warning}", file=sys.stderr)
     opts = runner.RunOptions(out_dir=out_dir, resume=args.resume, prompt_format=args.prompt_format,
                              rank=rank, world=world, barrier=barrier, progress=not args.no_progress,
                              batch_items=args.batch_items)
@@ -180,8 +184,8 @@ def process_device(requested: str, local_rank: int, gpus: int) -> str:
     return f"cuda:{local_rank % gpus}" if gpus else "cpu"
 
 
-def _engine(names: list[str], args, device: str) -> runner.GenerateFn:
-    """Load each model once and bind adafuse.generate to them."""
+def _engine(names: list[str], args, device: str) -> tuple[runner.GenerateFn, list]:
+    """Load each model once and bind adafuse.generate to them: (generate, the loaded models)."""
     import adafuse
 
     if args.threads:
@@ -201,7 +205,7 @@ def _engine(names: list[str], args, device: str) -> runner.GenerateFn:
         return adafuse.generate([by_name[m] for m in models], prompt, cfg,
                                 prompt_cache=getattr(local, "prompt_cache", None))
 
-    return generate
+    return generate, lms
 
 
 def _check_out_dir(out_dir: Path, resume: bool) -> None:
