@@ -100,6 +100,23 @@ def main(root: Path) -> None:
             n = min(c["n"] for c in cs if c is not None)
             print(f"| {t} ({n} items) | " + " | ".join(scores) + f" | {secs} |")
         print_elsewhere(elsewhere)
+        print("\nPaired against B=1 on the same items (per-item metric as in the paired comparison below):\n")
+        print("| task | B | items | better | worse | same | mean diff [95% CI] |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for t, s in sweeps.items():
+            metric = ITEM_METRIC[s["tasks"][t]["metric"]]
+            scale = 100.0 if metric in ("em", "f1", "accuracy") else 1.0
+            base = item_scores(root, t, "adafuse_tau0.7_M3_B1", metric)
+            for b in (2, 3):
+                other = item_scores(root, t, f"adafuse_tau0.7_M3_B{b}", metric)
+                common = [k for k in base if k in other]
+                if not common:
+                    continue
+                diffs = [scale * (other[k] - base[k]) for k in common]
+                lo, hi = bootstrap_ci(diffs)
+                better, worse = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+                print(f"| {t} ({metric}) | {b} | {len(common)} | {better} | {worse} | {len(common) - better - worse} "
+                      f"| {sum(diffs) / len(diffs):+.1f} [{lo:+.1f}, {hi:+.1f}] |")
 
     print("\n### Paired comparison: adafuse against each single model, item by item\n")
     paired_table(root, tasks)
