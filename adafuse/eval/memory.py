@@ -35,7 +35,8 @@ class BatchMemory:
 
 
 def longest_prompt(lm, tasks) -> int:
-    return max(len(lm.tokenizer(t.prompt(item)).input_ids) for t in tasks for item in t.items[:PROMPTS_MEASURED])
+    return max((len(lm.tokenizer(t.prompt(item)).input_ids) for t in tasks for item in t.items[:PROMPTS_MEASURED]),
+               default=0)
 
 
 def per_item_bytes(lms, tasks, methods) -> int:
