@@ -8,12 +8,14 @@ sweep) and <root>/walltimes.tsv (one line per step: name, dir, seconds, command)
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import random
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from adafuse.eval import runner  # noqa: E402
 from adafuse.eval.metrics import normalize_answer  # noqa: E402
 
 TASKS = ["nq", "triviaqa", "squad", "gsm8k", "flores-de-en", "flores-en-de"]
@@ -78,7 +80,7 @@ def main(root: Path) -> None:
     print("| paper, NQ | 80.29 % | 15.53 % | 4.18 % | |")
 
     print("\n### Cost per item (mean wall seconds / forward passes of both models)\n")
-    elsewhere: list = []     # cells whose seconds leave out results computed on another machine
+    elsewhere: list = []     # (cell, machines) whose seconds leave out results computed elsewhere
 
     def cost(t: str, c: dict, slug: str) -> str:
         secs, mark = local_seconds(root, t, slug, methods[slug], c, elsewhere)
@@ -105,18 +107,12 @@ def main(root: Path) -> None:
         print("| --- | --- | --- | --- | --- | --- | --- |")
         for t, s in sweeps.items():
             metric = ITEM_METRIC[s["tasks"][t]["metric"]]
-            scale = 100.0 if metric in ("em", "f1", "accuracy") else 1.0
             base = item_scores(root, t, "adafuse_tau0.7_M3_B1", metric)
             for b in (2, 3):
                 other = item_scores(root, t, f"adafuse_tau0.7_M3_B{b}", metric)
                 common = [k for k in base if k in other]
-                if not common:
-                    continue
-                diffs = [scale * (other[k] - base[k]) for k in common]
-                lo, hi = bootstrap_ci(diffs)
-                better, worse = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-                print(f"| {t} ({metric}) | {b} | {len(common)} | {better} | {worse} | {len(common) - better - worse} "
-                      f"| {sum(diffs) / len(diffs):+.1f} [{lo:+.1f}, {hi:+.1f}] |")
+                if common:
+                    print(f"| {t} ({metric}) | {b} | {paired_cells(other, base, common, metric)} |")
 
     print("\n### Paired comparison: adafuse against each single model, item by item\n")
     paired_table(root, tasks)
@@ -129,7 +125,7 @@ def main(root: Path) -> None:
         print(f"- {folder} ({name}), {seconds // 60} min {seconds % 60} s: `{command}`")
 
 
-def local_seconds(root: Path, task: str, slug: str, label: str, c: dict, elsewhere: list[str]) -> tuple[str, str]:
+def local_seconds(root: Path, task: str, slug: str, label: str, c: dict, elsewhere: list) -> tuple[str, str]:
     """Mean wall seconds per item of a summary cell, over the results computed on this machine only:
     a result merged in from another machine (its record carries `computed_on`) was timed there, on
     other hardware and load, so its seconds would mix two machines. Returns (seconds, mark), the
@@ -152,9 +148,11 @@ def print_elsewhere(elsewhere: list[tuple[str, list[str]]]) -> None:
               + "); the others were computed and timed on " + "; ".join(where) + ".")
 
 
+@functools.lru_cache(maxsize=None)
 def item_records(root: Path, task: str, slug: str) -> list[dict]:
+    """A method's finished records (read once: several tables use them)."""
     path = root / task / task / f"{slug}.jsonl"
-    return [json.loads(line) for line in open(path, encoding="utf-8")] if path.exists() else []
+    return runner.read_records([path]) if path.exists() else []
 
 
 # Per-item metric of the paired comparison: the task's own for EM and accuracy; sentence chrF for
@@ -164,14 +162,7 @@ ADAFUSE = "adafuse_tau0.7_M3_B1"
 
 
 def item_scores(root: Path, task: str, slug: str, metric: str) -> dict[str, float]:
-    path = root / task / task / f"{slug}.jsonl"
-    if not path.exists():
-        return {}
-    out = {}
-    for line in open(path, encoding="utf-8"):
-        rec = json.loads(line)
-        out[rec["key"]] = float(rec["metrics"][metric])
-    return out
+    return {rec["key"]: float(rec["metrics"][metric]) for rec in item_records(root, task, slug)}
 
 
 def bootstrap_ci(diffs: list[float], n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -180,6 +171,21 @@ def bootstrap_ci(diffs: list[float], n_resamples: int = 2000, seed: int = 0) -> 
     n = len(diffs)
     means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(n_resamples))
     return means[int(0.025 * n_resamples)], means[int(0.975 * n_resamples) - 1]
+
+
+def points(metric: str) -> float:
+    """Per-item metric to table points: 0/1 and F1 metrics are shown in percent, chrF as it is."""
+    return 100.0 if metric in ("em", "f1", "accuracy") else 1.0
+
+
+def paired_cells(a: dict[str, float], b: dict[str, float], keys: list[str], metric: str) -> str:
+    """Table cells comparing a with b item by item on `keys`: items | a better | worse | same |
+    mean difference [95% bootstrap interval], in points (x100 for 0/1 and F1 metrics)."""
+    diffs = [points(metric) * (a[k] - b[k]) for k in keys]
+    lo, hi = bootstrap_ci(diffs)
+    better, worse = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    return (f"{len(keys)} | {better} | {worse} | {len(keys) - better - worse} "
+            f"| {sum(diffs) / len(diffs):+.1f} [{lo:+.1f}, {hi:+.1f}]")
 
 
 def paired_table(root: Path, tasks: list[str]) -> None:
@@ -198,23 +204,14 @@ def paired_table(root: Path, tasks: list[str]) -> None:
         common = [k for k in ada if all(k in s for s in singles.values())]
         if not common or not singles:
             continue
-        scale = 100.0 if metric in ("em", "f1", "accuracy") else 1.0
-        oracle = scale * sum(max(s[k] for s in singles.values()) for k in common) / len(common)
+        oracle = points(metric) * sum(max(s[k] for s in singles.values()) for k in common) / len(common)
         for slug, single in singles.items():
-            diffs = [scale * (ada[k] - single[k]) for k in common]
-            lo, hi = bootstrap_ci(diffs)
-            better = sum(d > 0 for d in diffs)
-            worse = sum(d < 0 for d in diffs)
             name = summary["methods"][slug]["models"][0]
-            print(f"| {t} ({metric}) | {name} | {len(common)} | {better} | {worse} | {len(common) - better - worse} "
-                  f"| {sum(diffs) / len(diffs):+.1f} [{lo:+.1f}, {hi:+.1f}] | {oracle:.1f} |")
+            print(f"| {t} ({metric}) | {name} | {paired_cells(ada, single, common, metric)} | {oracle:.1f} |")
 
 
 def item_answers(root: Path, task: str, slug: str) -> dict[str, str]:
-    path = root / task / task / f"{slug}.jsonl"
-    if not path.exists():
-        return {}
-    return {rec["key"]: normalize_answer(rec["answer"]) for rec in map(json.loads, open(path, encoding="utf-8"))}
+    return {rec["key"]: normalize_answer(rec["answer"]) for rec in item_records(root, task, slug)}
 
 
 def agreement_table(root: Path, tasks: list[str]) -> None:
