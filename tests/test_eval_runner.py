@@ -349,6 +349,31 @@ def test_report_subcommand_rebuilds_the_reports_without_models(tmp_path, monkeyp
     assert "holds no run" in capsys.readouterr().err
 
 
+def test_report_subcommand_rebuilds_every_report_of_a_shared_out_dir(tmp_path, monkeypatch):
+    """A sweep resumed into the main run's folder keeps its own report; `report` rebuilds both,
+    each from the latest invocation that wrote it."""
+    from adafuse.eval import cli
+
+    data = write_data(tmp_path / "qa.jsonl", 4)
+    out = tmp_path / "out"
+    base = ["--task", "custom", "--data", str(data), "--metric", "em", "--stop", "\\n", "--models", "alpha,beta",
+            "--out", str(out), "--no-progress"]
+    monkeypatch.setattr(cli, "_engine", lambda names, args, device: (fake_generate, []))
+    assert cli.main(base + ["--methods", "greedy", "--limit", "2"]) == 0
+    assert cli.main(base + ["--methods", "greedy", "--resume"]) == 0
+    assert cli.main(base + ["--methods", "adafuse", "--sweep", "B=1,2", "--report-name", "bsweep", "--resume"]) == 0
+    made = {name: json.loads((out / name).read_text())["tasks"] for name in ("summary.json", "bsweep.summary.json")}
+    for name in made:
+        (out / name).unlink()
+    monkeypatch.setattr(cli, "_engine", None)
+    assert cli.main(["report", "--out", str(out)]) == 0
+    for name, tasks_made in made.items():
+        assert json.loads((out / name).read_text())["tasks"] == tasks_made
+    assert sorted(json.loads((out / "summary.json").read_text())["tasks"]["custom"]["methods"]) == \
+        ["greedy_alpha", "greedy_beta"]
+    assert json.loads((out / "summary.json").read_text())["tasks"]["custom"]["methods"]["greedy_alpha"]["n"] == 4
+
+
 def test_cli_reads_escaped_newlines_in_stop_strings_and_keeps_other_text(tmp_path):
     from adafuse.eval import cli
 

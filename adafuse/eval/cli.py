@@ -3,6 +3,7 @@
     python -m adafuse eval --task nq,gsm8k --limit 30 --out runs/demo \\
         --methods adafuse,fixed:1,fixed:2,fixed:3,greedy --sweep branches=1,2,3
     python -m adafuse eval report --out runs/demo      # rebuild the reports from the item files
+    python -m adafuse eval merge --out runs/demo --from copied/demo --computed-on "..."   # results made elsewhere
     accelerate launch -m adafuse eval ...               # shard items over processes / GPUs
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from ..config import unescape_stop
 from ..errors import AdafuseError, InputError
-from . import memory, report, runner, tasks as tasks_mod
+from . import memory, merge, report, runner, tasks as tasks_mod
 
 DEFAULT_METHODS = "adafuse,greedy"
 
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="methods: adafuse | fixed:L | greedy:MODEL | greedy (every model)\n"
                "tasks: " + ", ".join(tasks_mod.TASK_NAMES) + ", all, custom (with --data and --metric)\n"
-               "rebuild reports of a finished or interrupted run: python -m adafuse eval report --out DIR")
+               "rebuild reports of a finished or interrupted run: python -m adafuse eval report --out DIR\n"
+               "bring in results computed on another machine: python -m adafuse eval merge --help")
     p.add_argument("--task", "--tasks", dest="task", required=True,
                    help="comma-separated task names, 'all', or 'custom'")
     p.add_argument("--out", required=True, help="output directory (per-item JSONL, summary.json, report.md/html)")
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["report"]:
             return _report_only(argv[1:])
+        if argv[:1] == ["merge"]:
+            return _merge(argv[1:])
         return _run(build_parser().parse_args(argv), argv)
     except AdafuseError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -235,8 +239,9 @@ def _command(argv) -> str:
 
 def _report_only(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m adafuse eval report",
-                                description="Rebuild summary.json, report.md and report.html from the item files "
-                                            "of a run (finished or interrupted), without loading models.")
+                                description="Rebuild the reports of a run (finished or interrupted) from its item "
+                                            "files, without loading models: each report name's (report, "
+                                            "--report-name ...) from the latest invocation that wrote it.")
     p.add_argument("--out", required=True)
     p.add_argument("--data-dir", help="benchmark directory, if not the one the run used")
     p.add_argument("--spm-model")
@@ -244,24 +249,48 @@ def _report_only(argv: list[str]) -> int:
     out_dir = Path(a.out)
     if not (out_dir / "run.json").exists():
         raise tasks_mod.EvalDataError(f"{out_dir} holds no run (no run.json)")
-    last = json.loads((out_dir / "run.json").read_text())["invocations"][-1]
-    args = build_parser().parse_args(last["argv"])
-    if a.data_dir:
-        args.data_dir = a.data_dir
-    tasks = load_tasks(args)
-    methods = runner.parse_methods(args.methods.split(","), last["models"], tau=args.tau,
-                                   max_words=args.max_words, branches=args.branches, sweeps=args.sweep)
-    # load_done refuses records made with other settings (say, a prompt template changed since)
-    warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
-    results = {t.name: {m.slug: sorted(runner.load_done(out_dir, t, m, args.prompt_format, warn).values(),
-                                       key=lambda r: (int(r.get("line", 0)), r["key"])) for m in methods}
-               for t in tasks}
-    summary = report.summarize(tasks, methods, results, spm_model=a.spm_model or args.spm_model,
-                               extra={"command": last["command"], "models": last["models"],
-                                      "processes": last["processes"]})
-    paths = report.write_reports(out_dir, summary, args.report_name)
-    print(report.markdown(summary))
-    print(f"\nwrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    latest = {}                   # report name -> (its invocation, parsed); later invocations win
+    for inv in json.loads((out_dir / "run.json").read_text())["invocations"]:
+        args = build_parser().parse_args(inv["argv"])
+        latest[args.report_name] = (inv, args)
+    for inv, args in latest.values():
+        if a.data_dir:
+            args.data_dir = a.data_dir
+        tasks = load_tasks(args)
+        methods = runner.parse_methods(args.methods.split(","), inv["models"], tau=args.tau,
+                                       max_words=args.max_words, branches=args.branches, sweeps=args.sweep)
+        # load_done refuses records made with other settings (say, a prompt template changed since)
+        warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
+        results = {t.name: {m.slug: sorted(runner.load_done(out_dir, t, m, args.prompt_format, warn).values(),
+                                           key=lambda r: (int(r.get("line", 0)), r["key"])) for m in methods}
+                   for t in tasks}
+        summary = report.summarize(tasks, methods, results, spm_model=a.spm_model or args.spm_model,
+                                   extra={"command": inv["command"], "models": inv["models"],
+                                          "processes": inv["processes"]})
+        paths = report.write_reports(out_dir, summary, args.report_name)
+        print(report.markdown(summary))
+        print(f"\nwrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    return 0
+
+
+def _merge(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m adafuse eval merge", description=merge.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="the run to merge into")
+    p.add_argument("--from", dest="source", required=True, help="the run (its --out folder) computed elsewhere")
+    p.add_argument("--computed-on", help="where the source ran, e.g. \"cuda (one H200), float32\"; written into "
+                                         "each added record (leave out when the source ran on this machine)")
+    p.add_argument("--replace", metavar="TEXT",
+                   help="give the source's record precedence over one of --out's whose computed_on contains TEXT")
+    a = p.parse_args(argv)
+    counts = merge.merge_run(Path(a.out), Path(a.source), a.computed_on, a.replace)
+    print("| task | method | kept | added | replaced |\n| --- | --- | --- | --- | --- |")
+    for (task, slug), c in counts.items():
+        print(f"| {task} | {slug} | {c.kept} | {c.added} | {c.replaced} |")
+    if any(c.added or c.replaced for c in counts.values()):
+        print(f"\nmerged; rebuild the reports with: python -m adafuse eval report --out {a.out}", file=sys.stderr)
+    else:
+        print("\nnothing to merge: the run has every item of the source", file=sys.stderr)
     return 0
 
 

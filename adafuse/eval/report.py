@@ -62,9 +62,14 @@ def _cell(task: Task, recs: list[dict], spm_model: str | None) -> dict:
         names = sorted(recs[0]["metrics"])
         cell["scores"] = {k: round(100 * statistics.fmean(r["metrics"][k] for r in recs), 2) for k in names}
     cell["score"] = cell["scores"][PRIMARY[task.spec.metric]]
-    seconds = [r["seconds"] for r in recs]
-    cell["seconds_mean"] = round(statistics.fmean(seconds), 3)
+    # Seconds are compared across methods, so only those timed by this run count: a record merged
+    # in from another machine (`computed_on`, see merge.py) ran on other hardware under other load.
+    seconds = [r["seconds"] for r in recs if "computed_on" not in r]
+    cell["seconds_mean"] = round(statistics.fmean(seconds), 3) if seconds else None
     cell["seconds_total"] = round(sum(seconds), 1)
+    elsewhere = collections.Counter(r["computed_on"] for r in recs if "computed_on" in r)
+    if elsewhere:
+        cell["computed_on"] = dict(sorted(elsewhere.items()))     # where -> records, none of them timed
     cell["forward_passes_mean"] = round(statistics.fmean(r["forward_passes"] for r in recs), 1)
     by_model = collections.Counter()
     tokens = []
@@ -146,9 +151,20 @@ def markdown(summary: dict) -> str:
         cells = [methods[slug]["label"]]
         for t in tasks.values():
             c = t["methods"].get(slug)
-            cells.append("" if c is None else f"{c['seconds_mean']:.2f} s / {c['forward_passes_mean']:.0f} / "
-                                              f"{c['rounds_mean']:.1f}")
+            if c is None:
+                cells.append("")
+                continue
+            mark = "†" if c.get("computed_on") else ""
+            seconds = "n/a" if c["seconds_mean"] is None else f"{c['seconds_mean']:.2f} s"
+            cells.append(f"{seconds}{mark} / {c['forward_passes_mean']:.0f} / {c['rounds_mean']:.1f}")
         lines.append(_row(cells))
+    merged = collections.Counter()
+    for name, row in tasks.items():
+        for c in row["methods"].values():
+            merged.update({(name, where): n for where, n in c.get("computed_on", {}).items()})
+    if merged:
+        lines += ["", "† Seconds over the results this run timed; merged in and timed elsewhere: "
+                  + "; ".join(f"{task}, {n} on {where}" for (task, where), n in sorted(merged.items())) + "."]
     lines.append("")
 
     for key, title in (("branches", "B sweep"), ("tau", "tau sweep"), ("max_words", "M sweep")):
@@ -256,6 +272,7 @@ def html(summary: dict) -> str:
         for slug in slugs:
             names = [n for n, t in tasks.items() if slug in t["methods"]]
             fig.add_bar(name=methods[slug]["label"], x=names, y=[tasks[n]["methods"][slug][field_name] for n in names])
+            # (a cell whose results were all computed elsewhere has no seconds: None, no bar)
         fig.update_layout(title=title, barmode="group", yaxis_title=unit)
         figs.append(fig)
 

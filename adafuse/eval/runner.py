@@ -231,23 +231,30 @@ def collect(out_dir: Path, task: str, method: Method) -> list[dict]:
 
 def merge(out_dir: Path, task: Task, method: Method) -> list[dict]:
     """Fold the rank files of (task, method) into `<slug>.jsonl`, deduplicated and in item order,
-    whatever the number of processes. Written to a temporary file and renamed over the target."""
+    whatever the number of processes."""
     files = existing_files(out_dir, task.name, method)
     if not files:
         return []
     records = collect(out_dir, task.name, method)
     target = method_file(out_dir, task.name, method)
+    write_records(target, records)
+    for p in files:
+        if p != target:
+            p.unlink()
+    return records
+
+
+def write_records(target: Path, records: list[dict]) -> None:
+    """Replace `target` by these records, one a line: a temporary file renamed over it, so a kill
+    leaves the old file or the new one, never half of one."""
     tmp = target.with_suffix(".jsonl.tmp")
+    target.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "w", encoding="utf-8") as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
-    for p in files:
-        if p != target:
-            p.unlink()
-    return records
 
 
 # ---------------------------------------------------------------- the run
