@@ -40,6 +40,10 @@ def here_and_there(run_dir, tmp_path):
 def test_merge_adds_the_missing_items_marked_with_where_they_ran(here_and_there, run_dir, capsys):
     here, there = here_and_there
     mine = {slug: lines(here, slug) for slug in SLUGS}
+    info = json.loads((there / "run.json").read_text())       # the resume that finished it there
+    info["invocations"].append({**info["invocations"][0], "command": info["invocations"][0]["command"] + " --resume",
+                                "started": "2026-11-29T04:17:00Z"})
+    (there / "run.json").write_text(json.dumps(info))
     assert cli.main(["merge", "--out", str(here), "--from", str(there), "--computed-on", "cpu (the other box)"]) == 0
     out = capsys.readouterr()
     assert "| custom | adafuse_tau0.7_M3_B1 | 1 | 2 | 0 |" in out.out
@@ -56,6 +60,8 @@ def test_merge_adds_the_missing_items_marked_with_where_they_ran(here_and_there,
     info = json.loads((here / "run.json").read_text())
     assert info["merges"][0]["added"] == 2 * len(SLUGS) and info["merges"][0]["replaced"] == 0
     assert info["merges"][0]["computed_on"] == "cpu (the other box)"
+    assert len(info["invocations"]) == 2 and "note" not in info["invocations"][0]
+    assert info["invocations"][1]["note"] == f"merged from {there} by `eval merge`; ran on cpu (the other box)"
 
     # the reports count every item; seconds only of the records timed by this run
     assert cli.main(["report", "--out", str(here)]) == 0

@@ -112,7 +112,7 @@ def _note_invocations(into: Path, source: Path, computed_on: str | None, counts)
              "merged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     info.setdefault("merges", []).append(entry)
     have = {(i.get("command"), i.get("started")) for i in info["invocations"]}
-    note = f"ran elsewhere{f' ({computed_on})' if computed_on else ''}; merged from {source} by `eval merge`"
+    note = f"merged from {source} by `eval merge`" + (f"; ran on {computed_on}" if computed_on else "")
     for inv in json.loads((source / "run.json").read_text())["invocations"]:
         if (inv.get("command"), inv.get("started")) not in have:
             info["invocations"].append({**inv, "note": note})
