@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .models import attention_shape
+
 SUPPORTED = ("llama", "mistral", "qwen2")
 _ROUND = 256          # KV capacity grows in steps of this many positions
 
@@ -123,8 +125,7 @@ class FastEngine:
         self.embed, self.layers, self.norm, self.rotary = inner.embed_tokens, inner.layers, inner.norm, inner.rotary_emb
         self.lm_head = model.lm_head
         self.n_heads = cfg.num_attention_heads
-        self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
+        self.n_kv, self.head_dim = attention_shape(cfg)
         self.vocab_limit = lm.vocab.n_tokens
         self.silu = getattr(cfg, "hidden_act", "silu") == "silu"
         self.k = self.v = None

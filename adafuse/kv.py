@@ -12,6 +12,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from .fast import FastCache  # the static-buffer cache of the fast path (adafuse/fast.py)
+from .models import attention_shape
 
 
 # Room a buffer gets past what it holds when it is (re)allocated: a round's decode steps then append
@@ -60,8 +61,7 @@ def bytes_per_token(lm) -> int:
     """Bytes one position of `lm`'s cache holds: keys and values of every layer (all layers are
     full ones here, sliding-window layers included: see the module docstring)."""
     cfg = lm.model.config.get_text_config() if hasattr(lm.model.config, "get_text_config") else lm.model.config
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv_heads, head_dim = attention_shape(cfg)
     return 2 * cfg.num_hidden_layers * kv_heads * head_dim * lm.dtype.itemsize
 
 

@@ -115,6 +115,13 @@ class LM:
         return next(self.model.parameters()).dtype
 
 
+def attention_shape(cfg) -> tuple[int, int]:
+    """(key/value heads, head dim) of a decoder config: KV heads are the query heads where the
+    model has no grouped-query attention, head dim is hidden size / heads where not given."""
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    return kv_heads, getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+
+
 def load_models(names, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
                 progress: Progress | None = None) -> list[LM]:
     """Load several models; with several GPUs visible, model i goes to GPU i (mod count)."""
