@@ -81,6 +81,11 @@ def test_process_device_shares_gpus_round_robin_and_keeps_a_named_device():
     assert cli.process_device("auto", 3, 1) == "cuda:0"     # more processes than GPUs share it
     assert cli.process_device("auto", 3, 0) == "cpu"
     assert cli.process_device("cuda:1", 0, 8) == "cuda:1"
+    # the processes of one machine that share a device's memory, by the same mapping
+    assert cli.processes_on("cuda:0", "auto", 14, 1) == 14
+    assert [cli.processes_on(f"cuda:{g}", "auto", 5, 2) for g in (0, 1)] == [3, 2]
+    assert cli.processes_on("cuda", "cuda", 4, 2) == 4                  # a named device: all of them
+    assert cli.processes_on("cpu", "auto", 2, 0) == 2
 
 
 def test_accelerate_launch_shards_items_and_merges_the_same_records(eval_run, tmp_path):

@@ -51,15 +51,14 @@ def test_warning_names_a_batch_that_fits(lms, qa_task, monkeypatch):
     methods = runner.parse_methods(["adafuse"], [lm.name for lm in lms], branches=3)
     per_item = memory.per_item_bytes(lms, [task], methods)
     monkeypatch.setattr(memory, "available_bytes", lambda device: 10 * per_item)
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     assert memory.batch_warning(lms, [task], methods, 8) is None                      # 8 <= 0.8 x 10
     warning = memory.batch_warning(lms, [task], methods, 9)
     assert warning.startswith("--batch-items 9 may not fit in memory")
     assert "--batch-items 8 stays within 80 %" in warning
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")                                  # two processes share it
-    assert memory.batch_warning(lms, [task], methods, 4) is None
-    assert "--batch-items 4 stays within 80 %" in memory.batch_warning(lms, [task], methods, 5)
-    assert "x 2 processes" in memory.batch_warning(lms, [task], methods, 5)
+    # two processes share it
+    assert memory.batch_warning(lms, [task], methods, 4, processes=2) is None
+    assert "--batch-items 4 stays within 80 %" in memory.batch_warning(lms, [task], methods, 5, processes=2)
+    assert "x 2 processes" in memory.batch_warning(lms, [task], methods, 5, processes=2)
     assert memory.batch_warning(lms, [task], methods, 1) is None                      # no batching, nothing to say
     monkeypatch.setattr(memory, "available_bytes", lambda device: None)          # unknown: say nothing
     assert memory.batch_warning(lms, [task], methods, 64) is None
@@ -74,7 +73,6 @@ def test_the_cli_warns_before_decoding_and_still_runs(lms, qa_task, monkeypatch,
     _, data, prompt = qa_task
     monkeypatch.setattr(cli, "_engine", lambda names, args, device: (fake_generate, lms))
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1)
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     out = tmp_path / "out"
     assert cli.main(["--task", "custom", "--data", str(data), "--prompt-file", str(prompt), "--metric", "em",
                      "--models", ",".join(lm.name for lm in lms), "--methods", "greedy", "--batch-items", "2",

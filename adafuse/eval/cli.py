@@ -145,7 +145,7 @@ def _run(args, argv: list[str]) -> int:
                   f"{task.prompt(task.items[0])}")
         return 0
 
-    rank, world, barrier, device = 0, 1, (lambda: None), args.device
+    rank, world, barrier, device, sharing = 0, 1, (lambda: None), args.device, 1
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch
         from accelerate import PartialState
@@ -156,15 +156,16 @@ def _run(args, argv: list[str]) -> int:
         # Not state.wait_for_everyone: it passes device_ids=[local rank], which names a GPU that
         # does not exist when processes outnumber GPUs. A plain gloo barrier runs on the CPU.
         rank, world, barrier = state.process_index, state.num_processes, torch.distributed.barrier
-        device = process_device(args.device, state.local_process_index,
-                                torch.cuda.device_count() if torch.cuda.is_available() else 0)
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        device = process_device(args.device, state.local_process_index, gpus)
+        sharing = processes_on(device, args.device, int(os.environ.get("LOCAL_WORLD_SIZE", "1")), gpus)
     out_dir = Path(args.out)
     if rank == 0:
         _check_out_dir(out_dir, args.resume)
         _write_run_json(out_dir, argv, names, tasks, methods, world)
 
     generate, lms = _engine(sorted({m for method in methods for m in method.models}, key=names.index), args, device)
-    if rank == 0 and (warning := memory.batch_warning(lms, tasks, methods, args.batch_items)):
+    if rank == 0 and (warning := memory.batch_warning(lms, tasks, methods, args.batch_items, sharing)):
         print(f"warning: {warning}", file=sys.stderr)
     opts = runner.RunOptions(out_dir=out_dir, resume=args.resume, prompt_format=args.prompt_format,
                              rank=rank, world=world, barrier=barrier, progress=not args.no_progress,
@@ -186,6 +187,12 @@ def process_device(requested: str, local_rank: int, gpus: int) -> str:
     if requested != "auto":
         return requested
     return f"cuda:{local_rank % gpus}" if gpus else "cpu"
+
+
+def processes_on(device: str, requested: str, local_processes: int, gpus: int) -> int:
+    """How many of this machine's processes decode on `device`, by process_device's mapping: they
+    share its memory."""
+    return sum(process_device(requested, i, gpus) == device for i in range(local_processes))
 
 
 def _engine(names: list[str], args, device: str) -> tuple[runner.GenerateFn, list]:

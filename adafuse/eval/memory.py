@@ -9,7 +9,6 @@ per candidate span, K models x B branches.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from .. import kv
@@ -62,25 +61,14 @@ def available_bytes(device: str) -> int | None:
     return None
 
 
-def sharing_processes(device: str) -> int:
-    """Processes of this launch that share `device`'s memory: all local ones on the CPU, the local
-    ones mapped to the same GPU (process i takes GPU i mod count) on a GPU."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if device.startswith("cuda"):
-        import torch
-
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 1
-        return max(1, -(-local // max(gpus, 1)))
-    return local
-
-
-def batch_warning(lms, tasks, methods, batch_items: int) -> str | None:
+def batch_warning(lms, tasks, methods, batch_items: int, processes: int = 1) -> str | None:
     """A warning when `batch_items` items in flight per process would not fit, else None. The
-    memory is that of the first model's device (the CPU, or its GPU)."""
+    memory is that of the first model's device (the CPU, or its GPU), shared by `processes`
+    processes of this machine (cli.processes_on)."""
     if batch_items < 2 or not lms:
         return None
     device = str(lms[0].device)
-    mem = BatchMemory(per_item_bytes(lms, tasks, methods), sharing_processes(device), available_bytes(device))
+    mem = BatchMemory(per_item_bytes(lms, tasks, methods), processes, available_bytes(device))
     most = mem.fits()
     if most is None or batch_items <= most:
         return None
