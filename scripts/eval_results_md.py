@@ -83,7 +83,7 @@ def main(root: Path) -> None:
     elsewhere: list = []     # (cell, machines) whose seconds leave out results computed elsewhere
 
     def cost(t: str, c: dict, slug: str) -> str:
-        secs, mark = local_seconds(root, t, slug, methods[slug], c, elsewhere)
+        secs, mark = local_seconds(t, methods[slug], c, elsewhere)
         return f"{secs} s{mark} / {c['forward_passes_mean']:.0f}"
 
     method_table(main_runs, methods, tasks, tasks, cost)
@@ -97,7 +97,7 @@ def main(root: Path) -> None:
         for t, s in sweeps.items():
             cs = [cell(s, t, f"adafuse_tau0.7_M3_B{b}") for b in (1, 2, 3)]
             scores = ["" if c is None else f"{c['score']:.1f}" for c in cs]
-            secs = " / ".join("" if c is None else "".join(local_seconds(root, t, f"adafuse_tau0.7_M3_B{b}", f"B={b}", c, elsewhere))
+            secs = " / ".join("" if c is None else "".join(local_seconds(t, f"B={b}", c, elsewhere))
                               for b, c in zip((1, 2, 3), cs))
             n = min(c["n"] for c in cs if c is not None)
             print(f"| {t} ({n} items) | " + " | ".join(scores) + f" | {secs} |")
@@ -125,20 +125,16 @@ def main(root: Path) -> None:
         print(f"- {folder} ({name}), {seconds // 60} min {seconds % 60} s: `{command}`")
 
 
-def local_seconds(root: Path, task: str, slug: str, label: str, c: dict, elsewhere: list) -> tuple[str, str]:
-    """Mean wall seconds per item of a summary cell, over the results computed on this machine only:
-    a result merged in from another machine (its record carries `computed_on`) was timed there, on
-    other hardware and load, so its seconds would mix two machines. Returns (seconds, mark), the
-    mark '†' when results were left out, and notes which in `elsewhere`."""
-    recs = item_records(root, task, slug)
-    if not recs:        # no item files beside the summary: its mean is all there is
-        return f"{c['seconds_mean']:.1f}", ""
-    here = [r["seconds"] for r in recs if "computed_on" not in r]
-    if len(here) == len(recs):
-        return f"{c['seconds_mean']:.1f}", ""
-    where = sorted({r["computed_on"] for r in recs if "computed_on" in r})
-    elsewhere.append((f"{task} {label} {len(here)}/{len(recs)}", where))
-    return ("n/a" if not here else f"{sum(here) / len(here):.1f}"), "†"
+def local_seconds(task: str, label: str, c: dict, elsewhere: list) -> tuple[str, str]:
+    """Mean wall seconds per item of a summary cell and its mark: '†' when the cell holds results
+    merged in from another machine (`eval merge`), whose seconds the report leaves out (they were
+    timed there, on other hardware and load), noted in `elsewhere` with where they ran."""
+    merged = c.get("computed_on", {})
+    seconds = "n/a" if c["seconds_mean"] is None else f"{c['seconds_mean']:.1f}"
+    if not merged:
+        return seconds, ""
+    elsewhere.append((f"{task} {label} {c['n'] - sum(merged.values())}/{c['n']}", sorted(merged)))
+    return seconds, "†"
 
 
 def print_elsewhere(elsewhere: list[tuple[str, list[str]]]) -> None:
