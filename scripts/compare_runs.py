@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -17,21 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adafuse.eval import runner  # noqa: E402
 
 
-def records(run: Path) -> dict[tuple[str, str], dict[str, dict]]:
-    """(task, method slug) -> key -> record, from every result file under `run` (rank files too)."""
-    out: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
-    for rec in runner.read_records(sorted(run.rglob("*.jsonl"))):    # skips lines cut by a kill
-        if "slug" in rec:
-            out[(rec.get("task", ""), rec["slug"])].setdefault(rec["key"], rec)
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_a", type=Path)
     p.add_argument("run_b", type=Path)
     a = p.parse_args()
-    ra, rb = records(a.run_a), records(a.run_b)
+    ra, rb = runner.records_by_method(a.run_a), runner.records_by_method(a.run_b)
     print("| task | method | in common | same prediction | same metrics | first difference |")
     print("| --- | --- | --- | --- | --- | --- |")
     totals = [0, 0, 0]

@@ -15,17 +15,12 @@ records made with other settings (fingerprint), or a run still sharded in pieces
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import runner
 from .tasks import EvalDataError
-
-_RESULT_FILE = re.compile(r"^(?P<slug>.+?)(?:\.rank\d+)?\.jsonl$")
-
 
 @dataclass
 class MergeCount:
@@ -49,7 +44,7 @@ def merge_run(into: Path, source: Path, computed_on: str | None = None,
         raise EvalDataError(f"{into}: a run cannot be merged into itself")
 
     plans = {}        # target file -> (records to write, counts); written only once all are checked
-    for (task, slug), new in sorted(_records_by_method(source).items()):
+    for (task, slug), new in sorted(runner.records_by_method(source).items()):
         target = into / task / f"{slug}.jsonl"
         unfinished = sorted(p.name for p in target.parent.glob(f"{slug}.rank*.jsonl"))
         if unfinished:
@@ -81,16 +76,6 @@ def merge_run(into: Path, source: Path, computed_on: str | None = None,
     if any(c.added or c.replaced for c in counts.values()):
         _note_invocations(into, source, computed_on, counts)
     return counts
-
-
-def _records_by_method(run: Path) -> dict[tuple[str, str], dict[str, dict]]:
-    """(task folder, method slug) -> key -> record, from `run`'s item files (rank pieces too)."""
-    out: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
-    for path in sorted(run.glob("*/*.jsonl")):
-        m = _RESULT_FILE.match(path.name)
-        for rec in runner.read_records([path]):
-            out[(path.parent.name, m["slug"])].setdefault(rec["key"], rec)
-    return out
 
 
 def _check_fingerprints(target: Path, records: list[dict]) -> None:

@@ -165,6 +165,17 @@ def read_records(paths: Iterable[Path], warn: Callable[[str], None] | None = Non
     return out
 
 
+def records_by_method(folder: Path) -> dict[tuple[str, str], dict[str, dict]]:
+    """(task folder, method slug) -> key -> record, from every result file under `folder` (a run's
+    --out, or one task's folder; rank pieces too), the first record of a key kept."""
+    out: dict[tuple[str, str], dict[str, dict]] = {}
+    for path in sorted(Path(folder).rglob("*.jsonl")):
+        for rec in read_records([path]):       # skips lines cut by a kill
+            if "slug" in rec:
+                out.setdefault((path.parent.name, rec["slug"]), {}).setdefault(rec["key"], rec)
+    return out
+
+
 def existing_files(out_dir: Path, task: str, method: Method) -> list[Path]:
     base = method_file(out_dir, task, method)
     ranks = sorted(glob.glob(glob.escape(str(base)[: -len(".jsonl")]) + ".rank*.jsonl"))
