@@ -256,6 +256,7 @@ def _report_only(argv: list[str]) -> int:
     out_dir = Path(a.out)
     if not (out_dir / "run.json").exists():
         raise tasks_mod.EvalDataError(f"{out_dir} holds no run (no run.json)")
+    warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
     latest = {}                   # report name -> (its invocation, parsed); later invocations win
     for inv in json.loads((out_dir / "run.json").read_text())["invocations"]:
         args = build_parser().parse_args(inv["argv"])
@@ -267,7 +268,6 @@ def _report_only(argv: list[str]) -> int:
         methods = runner.parse_methods(args.methods.split(","), inv["models"], tau=args.tau,
                                        max_words=args.max_words, branches=args.branches, sweeps=args.sweep)
         # load_done refuses records made with other settings (say, a prompt template changed since)
-        warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
         results = {t.name: {m.slug: sorted(runner.load_done(out_dir, t, m, args.prompt_format, warn).values(),
                                            key=lambda r: (int(r.get("line", 0)), r["key"])) for m in methods}
                    for t in tasks}
