@@ -81,9 +81,8 @@ def _generate(args) -> int:
         raise InputError(f"greedy mode decodes with one model: pass one with --models (got {','.join(names)})")
     if not prompt.strip():
         raise InputError("the prompt is empty")
-    progress = (lambda msg, frac: print(f"adafuse: {msg}", file=sys.stderr, flush=True))
-    lms = load_models(names, device=args.device, dtype=args.dtype,
-                      trust_remote_code=args.trust_remote_code, progress=progress)
+    lms = load_models(names, device=args.device, dtype=args.dtype,   # conversion progress: stderr
+                      trust_remote_code=args.trust_remote_code)
     trace = generate(lms, prompt, cfg)
     if args.json:
         print(trace.to_json(indent=2))

@@ -20,7 +20,7 @@ def test_word_starts_for_both_tokenizer_families(lms):
         assert decode_suffix(tok, ids[:3], ids[3:]) + "" == tok.decode(ids)[len(tok.decode(ids[:3])):]
 
 
-def test_conversion_writes_a_cache_that_decodes_like_the_gguf(tmp_path, monkeypatch, smol):
+def test_conversion_writes_a_cache_that_decodes_like_the_gguf(tmp_path, monkeypatch, smol, capfd):
     monkeypatch.setenv("ADAFUSE_CACHE", str(tmp_path))
     assert not is_cached("smollm2-135m-instruct")
     messages = []
@@ -28,6 +28,8 @@ def test_conversion_writes_a_cache_that_decodes_like_the_gguf(tmp_path, monkeypa
     assert path == converted_dir("smollm2-135m-instruct") and str(path).startswith(str(tmp_path))
     assert is_cached("smollm2-135m-instruct") and (path / "config.json").exists()
     assert messages[0][1] == 0.0 and messages[-1][1] == 1.0 and any("tokenizer" in m for m, _ in messages)
+    terminal = capfd.readouterr().err                  # the same steps on the terminal, given a UI callback
+    assert all(m in terminal for m, _ in messages) and "adafuse: [ 10%] smollm2-135m-instruct: converting" in terminal
     assert not [p for p in os.listdir(path.parent) if ".tmp" in p]
     fresh = adafuse.load_model("smollm2-135m-instruct", device="cpu")
     prompt = "The capital of France is"
