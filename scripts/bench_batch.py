@@ -36,10 +36,12 @@ def main() -> None:
     p.add_argument("--mode", default="adafuse", choices=("adafuse", "fixed", "greedy"))
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--models", default="smollm2-135m-instruct,gemma3-270m",
+                   help="the pair the documented figures were measured on")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    lms = adafuse.load_models(list(adafuse.DEFAULT_PAIR), device="cpu")
+    lms = adafuse.load_models(args.models.split(","), device="cpu")
     if args.mode == "greedy":
         lms = lms[1:]
     task = tasks_mod.load_task(args.task, args.data_dir, max_new_tokens=args.max_new_tokens)

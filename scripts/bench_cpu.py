@@ -64,9 +64,11 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "bench")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--models", default="smollm2-135m-instruct,gemma3-270m",
+                    help="the pair the documented figures were measured on")
     args = ap.parse_args()
 
-    lms = adafuse.load_models(list(adafuse.DEFAULT_PAIR), device=args.device)
+    lms = adafuse.load_models(args.models.split(","), device=args.device)
     prompts, source = nq_prompts(args.data_dir, args.n)
     cfg = DecodeConfig(tau=0.7, max_words=3, branches=1, max_new_tokens=args.max_new_tokens)
     names = [lm.name for lm in lms]

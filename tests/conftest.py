@@ -1,4 +1,8 @@
-"""Shared fixtures: the real embedded model pair, loaded once per test session (CPU)."""
+"""Shared fixtures: the real embedded test pair, loaded once per test session (CPU).
+
+The tests decode with SmolLM2-135M + Gemma-3-270M, the two smallest presets and two tokenizer
+families; the default pair (Gemma + Qwen2.5-Coder-0.5B, 4x the compute) is loaded only by the
+tests of the defaults (the CLI's, the app's)."""
 import os
 import sys
 from pathlib import Path
@@ -12,11 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/cases_run.py
 
 import adafuse  # noqa: E402
 
+TEST_PAIR = ("smollm2-135m-instruct", "gemma3-270m")
+
 
 @pytest.fixture(scope="session")
 def lms():
     """[SmolLM2-135M-Instruct, Gemma-3-270M]: different tokenizers (byte-level BPE, SentencePiece)."""
-    return adafuse.load_models(list(adafuse.DEFAULT_PAIR), device="cpu")
+    return adafuse.load_models(list(TEST_PAIR), device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+import adafuse
 from adafuse.trace import Trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +85,21 @@ def qa_run(client):
     job = client.submit(*run_args(client), api_name="/run")
     final = job.result(timeout=600)
     return final, job.outputs()
+
+
+def test_the_default_pair_answers_the_qa_preset(client):
+    """What a visitor gets without touching the model boxes: the pair requirements.txt installs,
+    preloaded (ADAFUSE_PRELOAD=1), on the QA preset with the preset's own token budget."""
+    prompt, reference, fmt, stop, tokens, kind = client.predict(QA, api_name="/task_preset")
+    status, spans, cands, props, hist, text, summary, json_path, md_path = client.predict(
+        *adafuse.DEFAULT_PAIR, "(none)", prompt, 0.7, 3, 1, tokens, stop, fmt, kind, reference, api_name="/run")
+    assert status.startswith("**Done.**")
+    # The pair's real answer, and a loss: both models are unsure of the first word (margins 0.01
+    # and 0.06), and Gemma's " Vincent" beats Qwen's " Leonardo" in round 0 by 0.08 of fused score
+    # although Qwen alone answers right (docs/RESULTS.md, "The lineup").
+    assert text == " Vincent van Gogh"
+    trace = Trace.from_dict(json.loads(Path(json_path).read_text(encoding="utf-8")))
+    assert trace.models == list(adafuse.DEFAULT_PAIR) and trace.text == text
 
 
 def test_api_is_documented(client):

@@ -24,7 +24,7 @@ def test_model_boxes_take_custom_ids_only_when_allowed(monkeypatch, allow_custom
     boxes = {c["props"]["label"]: c["props"] for c in cfg["components"] if c.get("type") == "dropdown"}
     for label in ("Model A", "Model B", "Model C (optional)"):
         assert boxes[label]["allow_custom_value"] is allow_custom
-    assert boxes["Model A"]["value"] == "smollm2-135m-instruct" and boxes["Model B"]["value"] == "gemma3-270m"
+    assert (boxes["Model A"]["value"], boxes["Model B"]["value"]) == ("gemma3-270m", "qwen2.5-coder-0.5b-instruct")
 
 
 def test_stop_cancels_every_decoding_event(monkeypatch):

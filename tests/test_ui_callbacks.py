@@ -14,7 +14,7 @@ from adafuse.ui import callbacks
 from adafuse.ui.callbacks import Limits, Studio, parse_request
 from adafuse.ui.model_store import ModelStore
 
-A, B = adafuse.DEFAULT_PAIR
+A, B = "smollm2-135m-instruct", "gemma3-270m"    # the test pair (conftest.lms)
 QA = "Open-domain QA (4-shot)"
 
 
