@@ -56,12 +56,14 @@ def pack(out: Path, names: list[str]) -> None:
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
-def unpack(src: Path) -> None:
+def unpack(src: Path, names: list[str] | None = None) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
     manifest = json.loads((src / "manifest.json").read_text())
     for name, entry in manifest.items():
+        if names and name not in names:
+            continue
         dest = models.converted_dir(name)
         if (dest / models._MARKER).exists():
             print(f"{name}: already in {dest}")
@@ -89,10 +91,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("verb", choices=("pack", "unpack"))
     p.add_argument("dir", type=Path)
-    p.add_argument("--models", default=",".join(models.DEFAULT_PAIR), help="pack: comma-separated embedded "
-                   f"presets (default {','.join(models.DEFAULT_PAIR)})")
+    p.add_argument("--models", help="comma-separated embedded presets (pack: default "
+                   f"{','.join(models.DEFAULT_PAIR)}; unpack: default every packed model)")
     a = p.parse_args()
-    pack(a.dir, a.models.split(",")) if a.verb == "pack" else unpack(a.dir)
+    if a.verb == "pack":
+        pack(a.dir, (a.models or ",".join(models.DEFAULT_PAIR)).split(","))
+    else:
+        unpack(a.dir, a.models.split(",") if a.models else None)
 
 
 if __name__ == "__main__":

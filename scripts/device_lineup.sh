@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Steps run on the GPU machine (the device tool) to carry the three embedded models there in
+# 62 MB calls and measure them: real-weight speed (scripts/bench_gpu_real.py) and the lineup
+# (scripts/eval_lineup.sh). Here, once: `scripts/device_cache.py pack` the three models, cat their
+# GGUFs (smollm2, gemma3, qwen order) into one stream and `split -b 62000000` it; put the tokenizer
+# folders, manifest.json, the stream's sha256 (stream.sha) and ../shared/bench/ into .xfer/base.tgz,
+# the gguf wheel into .whl/. Then one device call per step, each carrying .xfer (and .whl first):
+#   init           unpack base.tgz, install the gguf wheel, copy the code to /root/repo
+#   append         append .xfer/c (the next chunk) to the stream
+#   pair           (once smollm2 + gemma3 have arrived) in the background: install both into the
+#                  cache (every tensor checked), bench their pair alone on the GPU, then start the
+#                  smol+gemma lineup eval
+#   rest           (after the last chunk) check the stream's sha256, install Qwen, pause the evals,
+#                  bench gemma+qwen, resume, start the other three ensembles
+#   status         logs and item counts
+#   collect        stop the evals and pack runs + bench JSON into $OUT
+set -u
+X=/root/x R=/root/repo RUNS=/root/runs
+export HF_HUB_OFFLINE=1 ADAFUSE_CACHE=/root/cache ADAFUSE_BENCH_DIR=$X/bench TOKENIZERS_PARALLELISM=false \
+       PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site
+SMOL=smollm2-135m-instruct GEMMA=gemma3-270m QWEN=qwen2.5-coder-0.5b-instruct
+SMOL_BYTES=98362432 GEMMA_BYTES=253113024 QWEN_BYTES=491400064
+LAUNCH="python3 -m accelerate.commands.launch --multi_gpu --num_processes ${PROCS:-4} --num_machines 1 --mixed_precision no --dynamo_backend no"
+
+lineup() {   # lineup ENSEMBLES...
+  (cd $R && OUT=$RUNS LAUNCH="$LAUNCH" EVAL_ARGS="--device cuda --dtype float32" ENSEMBLES="$*" \
+     bash scripts/eval_lineup.sh)
+}
+
+background() {   # background STEP: run this script's STEP detached, so it outlives the call
+  setsid nohup bash $R/scripts/device_lineup.sh "$1" > $RUNS/$1.log 2>&1 < /dev/null &
+  sleep 2; echo "started $1"
+}
+
+case $1 in
+  init)
+    mkdir -p $X $RUNS && tar -xzf .xfer/base.tgz -C $X
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    rm -rf $R && mkdir -p $R && cp -r adafuse scripts assets app.py $R/
+    nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv; nproc ;;
+  append)
+    cat .xfer/c >> $X/stream.bin && stat -c '%s bytes in the stream' $X/stream.bin ;;
+  pair)
+    head -c $SMOL_BYTES $X/stream.bin > $X/$SMOL.gguf
+    tail -c +$((SMOL_BYTES + 1)) $X/stream.bin | head -c $GEMMA_BYTES > $X/$GEMMA.gguf
+    background pair-bg ;;
+  pair-bg)
+    cd $R && python3 scripts/device_cache.py unpack $X --models $SMOL,$GEMMA || exit 1
+    python3 scripts/bench_gpu_real.py --models $SMOL,$GEMMA --out $RUNS/bench-smol-gemma ${BENCH_ARGS:-}
+    touch $RUNS/bench1.done
+    lineup smol+gemma ;;
+  rest)
+    [[ $(sha256sum $X/stream.bin | cut -c1-64) == $(cat $X/stream.sha) ]] || { echo "stream sha256 differs"; exit 1; }
+    tail -c +$((SMOL_BYTES + GEMMA_BYTES + 1)) $X/stream.bin > $X/$QWEN.gguf
+    background rest-bg ;;
+  rest-bg)
+    cd $R && python3 scripts/device_cache.py unpack $X --models $QWEN || exit 1
+    while [ ! -f $RUNS/bench1.done ]; do sleep 2; done
+    pkill -STOP -f 'adafuse eval'      # the bench has the GPU to itself
+    python3 scripts/bench_gpu_real.py --models $GEMMA,$QWEN --models $SMOL,$QWEN --out $RUNS/bench-qwen ${BENCH_ARGS:-}
+    pkill -CONT -f 'adafuse eval'
+    lineup trio smol+qwen gemma+qwen ;;
+  status)
+    tail -n 5 $RUNS/*.log 2>/dev/null | cut -c1-300
+    for f in $RUNS/*/*/*/*.jsonl; do [ -f "$f" ] && echo "$(wc -l < "$f") ${f#$RUNS/}"; done 2>/dev/null | sort -k2 | head -80
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
+  collect)
+    pkill -f 'adafuse eval'; sleep 3
+    cd $RUNS && tar -cf - --exclude='*.html' . | xz -T16 -6 > $OUT/runs.tar.xz
+    ls -la $OUT; split -b 15000000 -d -a 1 $OUT/runs.tar.xz $OUT/runs.tar.xz. && rm $OUT/runs.tar.xz
+    cp $RUNS/bench-*/bench_gpu_real.json $OUT/ 2>/dev/null; cp $RUNS/*.log $OUT/ 2>/dev/null; ls -la $OUT ;;
+esac
