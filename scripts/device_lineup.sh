@@ -57,7 +57,7 @@ case $1 in
     cd $R && python3 scripts/device_cache.py unpack $X --models $QWEN || exit 1
     while [ ! -f $RUNS/bench1.done ]; do sleep 2; done
     pkill -STOP -f 'adafuse eval'      # the bench has the GPU to itself
-    python3 scripts/bench_gpu_real.py --models $GEMMA,$QWEN --models $SMOL,$QWEN --out $RUNS/bench-qwen ${BENCH_ARGS:-}
+    python3 scripts/bench_gpu_real.py --models $GEMMA,$QWEN --out $RUNS/bench-gemma-qwen ${BENCH_ARGS:-}
     pkill -CONT -f 'adafuse eval'
     lineup trio smol+qwen gemma+qwen ;;
   status)

@@ -1,0 +1,87 @@
+"""Print the tables of docs/RESULTS.md "The lineup" from the runs of scripts/eval_lineup.sh.
+
+    python scripts/lineup_md.py runs/lineup
+
+Reads every result file under <root>/<ensemble>/ (rank pieces of an unfinished run too). The single
+models come from the trio's run. Scores are per-item metrics averaged over items: exact match (%)
+for NQ, TriviaQA and SQuAD, final-number accuracy (%) for GSM8K, sentence chrF for FLORES (corpus
+BLEU has no per-item value to pair). Each ensemble is paired, item by item, with each of its
+members on the items all of them finished, with a 95% bootstrap interval of the mean difference.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from adafuse.eval import runner  # noqa: E402
+from adafuse.eval.tasks import BUILTIN  # noqa: E402
+from eval_results_md import ADAFUSE, ITEM_METRIC, TASKS, bootstrap_ci, points  # noqa: E402
+
+SHORT = {"smollm2-135m-instruct": "SmolLM2", "gemma3-270m": "Gemma", "qwen2.5-coder-0.5b-instruct": "Qwen-0.5B"}
+ENSEMBLES = {"smol+gemma": ("smollm2-135m-instruct", "gemma3-270m"),
+             "smol+qwen": ("smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"),
+             "gemma+qwen": ("gemma3-270m", "qwen2.5-coder-0.5b-instruct"),
+             "trio": ("smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct")}
+
+
+def scores(task: str, records: dict[str, dict]) -> dict[str, float]:
+    """item key -> the task's per-item metric, in table points."""
+    metric = ITEM_METRIC[BUILTIN[task].metric]
+    return {key: points(metric) * float(rec["metrics"][metric]) for key, rec in records.items()}
+
+
+def load(root: Path) -> tuple[dict, dict]:
+    """(singles: model -> task -> key -> score, ensembles: name -> task -> key -> score)."""
+    singles, ensembles = {}, {}
+    for name in ENSEMBLES:
+        if not (root / name).is_dir():
+            continue
+        for (task, slug), records in runner.records_by_method(root / name).items():
+            if slug == ADAFUSE:
+                ensembles.setdefault(name, {})[task] = scores(task, records)
+            elif slug.startswith("greedy_"):
+                singles.setdefault(slug[len("greedy_"):], {})[task] = scores(task, records)
+    return singles, ensembles
+
+
+def mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def main(root: Path) -> None:
+    singles, ensembles = load(root)
+    tasks = [t for t in TASKS if any(t in e for e in ensembles.values())]
+    print("| task | " + " | ".join(SHORT[m] for m in SHORT) + " | " + " | ".join(ENSEMBLES) + " |")
+    print("| --- " * (1 + len(SHORT) + len(ENSEMBLES)) + "|")
+    for t in tasks:
+        cells = [singles.get(m, {}).get(t, {}) for m in SHORT] + [ensembles.get(e, {}).get(t, {}) for e in ENSEMBLES]
+        print(f"| {t} | " + " | ".join(f"{mean(c.values()):.1f} ({len(c)})" if c else "" for c in cells) + " |")
+    print()
+    print("| task | ensemble | vs | items | ensemble better | worse | same | mean diff [95% CI] | verdict |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for t in tasks:
+        for name, members in ENSEMBLES.items():
+            ens = ensembles.get(name, {}).get(t)
+            alone = [singles.get(m, {}).get(t) for m in members]
+            if not ens or not all(alone):
+                continue
+            keys = [k for k in ens if all(k in a for a in alone)]
+            if not keys:
+                continue
+            best = max(range(len(members)), key=lambda i: mean(alone[i][k] for k in keys))
+            for i in [best] + [j for j in range(len(members)) if j != best]:
+                diffs = [ens[k] - alone[i][k] for k in keys]
+                lo, hi = bootstrap_ci(diffs)
+                better, worse = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+                verdict = ("" if i != best else "**beats its best member**" if lo > 0 else
+                           "**loses to its best member**" if hi < 0 else "ties its best member")
+                label = SHORT[members[i]] + (" (best alone)" if i == best else "")
+                print(f"| {t} | {name} | {label} | {len(keys)} | {better} | {worse} | {len(keys) - better - worse} "
+                      f"| {mean(diffs):+.1f} [{lo:+.1f}, {hi:+.1f}] | {verdict} |")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/lineup"))
