@@ -12,6 +12,9 @@ from test_app_e2e import start_app, stop_app  # noqa: E402
 from adafuse.cases import Query, load_trace, open_cases, select  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# Screenshots land in an ignored folder (a test run leaves the tracked tree as it was); the docs'
+# copies are refreshed by hand: cp tests/artifacts/screenshot*.png docs/
+SHOTS = ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"),
@@ -28,6 +31,7 @@ def app_url(tmp_path_factory, run_dir):
 
 @pytest.fixture(scope="module")
 def page(app_url):
+    SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -66,14 +70,14 @@ def test_run_an_example_and_inspect_it(page):
     expect(table).to_contain_text("fused score")
     expect(table.get_by_text("✓").first).to_be_visible()
     expect(page.locator("#histogram .js-plotly-plot")).to_be_visible()
-    page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "screenshot.png"), full_page=True)
 
     # the comparison runs after the run: methods side by side and the Plotly comparison chart
     page.get_by_role("tab", name="Compare").click()
     expect(page.locator("#compare-cards .af-card").nth(5)).to_be_visible(timeout=600_000)
     expect(page.locator("#compare-plot .js-plotly-plot")).to_be_visible()
     expect(page.locator("#compare-cards")).to_contain_text("fixed L=3")
-    page.screenshot(path=str(ROOT / "docs" / "screenshot-compare.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "screenshot-compare.png"), full_page=True)
 
 
 def test_cases_view_open_a_run_filter_select_and_rerun(page, run_dir):
@@ -96,7 +100,7 @@ def test_cases_view_open_a_run_filter_select_and_rerun(page, run_dir):
     closest = gallery.trace_info(gallery.default_focus())[first.index].margin_round   # hover the closest call
     page.locator(f"#cases-spans .af-span[data-round='{closest}']").hover()
     expect(page.locator(f"#cases-spans .af-span[data-round='{closest}'] .af-tip")).to_contain_text(f"Round {closest}")
-    page.screenshot(path=str(ROOT / "docs" / "screenshot-cases.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "screenshot-cases.png"), full_page=True)
 
     # open the run by its folder, filter to the items where the methods disagree, select one
     page.get_by_text("Open an eval run").click()
