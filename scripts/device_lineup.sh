@@ -60,6 +60,8 @@ case $1 in
     python3 scripts/bench_gpu_real.py --models $GEMMA,$QWEN --out $RUNS/bench-gemma-qwen ${BENCH_ARGS:-}
     pkill -CONT -f 'adafuse eval'
     lineup trio smol+qwen gemma+qwen ;;
+  lineup)   # lineup ENSEMBLES...: (again) in the foreground, for a detached restart
+    shift; lineup "$@" ;;
   status)
     tail -n 5 $RUNS/*.log 2>/dev/null | cut -c1-300
     for f in $RUNS/*/*/*/*.jsonl; do [ -f "$f" ] && echo "$(wc -l < "$f") ${f#$RUNS/}"; done 2>/dev/null | sort -k2 | head -80

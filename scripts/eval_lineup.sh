@@ -25,12 +25,14 @@ mkdir -p "$OUT"
 run() {   # run DIR LOG ARGS...: one resumable eval
   local dir=$1 log=$2 resume=(); shift 2
   [[ -f $dir/run.json ]] && resume=(--resume)
-  "${LAUNCH[@]}" -m adafuse eval "$@" --limit "$N" "${EXTRA[@]}" --threads 1 --no-progress --out "$dir" \
+  "${LAUNCH[@]}" "${PORT_ARGS[@]}" -m adafuse eval "$@" --limit "$N" "${EXTRA[@]}" --threads 1 --no-progress --out "$dir" \
     "${resume[@]}" >> "$log" 2>&1
 }
 
 ensemble() {   # ensemble NAME MODELS METHODS: the tasks other than GSM8K, then GSM8K at its budget
-  local tasks=${TASKS//gsm8k/} log=$OUT/$1.log
+  local tasks=${TASKS//gsm8k/} log=$OUT/$1.log PORT_ARGS=()
+  # accelerate's launcher listens on one port per launch: each ensemble gets its own
+  [[ ${LAUNCH[*]} == *accelerate* ]] && PORT_ARGS=(--main_process_port "${PORT[$1]}")
   tasks=$(echo "$tasks" | tr -s , | sed 's/^,//; s/,$//')
   { [[ -z $tasks ]] || run "$OUT/$1/main" "$log" --task "$tasks" --models "$2" --methods "$3"; } &&
   { [[ $TASKS != *gsm8k* ]] || run "$OUT/$1/gsm8k" "$log" --task gsm8k --max-new-tokens "$GSM8K_TOKENS" \
@@ -38,6 +40,7 @@ ensemble() {   # ensemble NAME MODELS METHODS: the tasks other than GSM8K, then 
 }
 
 declare -A MODELS=([trio]="$S,$G,$Q" [smol+gemma]="$S,$G" [smol+qwen]="$S,$Q" [gemma+qwen]="$G,$Q")
+declare -A PORT=([trio]=29511 [smol+gemma]=29512 [smol+qwen]=29513 [gemma+qwen]=29514)
 for e in ${ENSEMBLES:-trio smol+gemma smol+qwen gemma+qwen}; do
   methods=adafuse; [[ $e == trio ]] && methods=adafuse,greedy
   ensemble "$e" "${MODELS[$e]}" "$methods" &

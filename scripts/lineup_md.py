@@ -1,12 +1,13 @@
 """Print the tables of docs/RESULTS.md "The lineup" from the runs of scripts/eval_lineup.sh.
 
-    python scripts/lineup_md.py runs/lineup
+    python scripts/lineup_md.py runs/lineup [--min-items 150]
 
 Reads every result file under <root>/<ensemble>/ (rank pieces of an unfinished run too). The single
 models come from the trio's run. Scores are per-item metrics averaged over items: exact match (%)
 for NQ, TriviaQA and SQuAD, final-number accuracy (%) for GSM8K, sentence chrF for FLORES (corpus
 BLEU has no per-item value to pair). Each ensemble is paired, item by item, with each of its
-members on the items all of them finished, with a 95% bootstrap interval of the mean difference.
+members on the items all of them finished, with a 95% bootstrap interval of the mean difference;
+pairings on fewer than --min-items items are left out (a run still under way).
 """
 from __future__ import annotations
 
@@ -32,18 +33,20 @@ def scores(task: str, records: dict[str, dict]) -> dict[str, float]:
     return {key: points(metric) * float(rec["metrics"][metric]) for key, rec in records.items()}
 
 
-def load(root: Path) -> tuple[dict, dict]:
-    """(singles: model -> task -> key -> score, ensembles: name -> task -> key -> score)."""
-    singles, ensembles = {}, {}
+def load(root: Path) -> tuple[dict, dict, dict]:
+    """(singles: model -> task -> key -> score, ensembles: name -> task -> key -> score,
+    words: name -> task -> words committed per round, every round of every item)."""
+    singles, ensembles, words = {}, {}, {}
     for name in ENSEMBLES:
         if not (root / name).is_dir():
             continue
         for (task, slug), records in runner.records_by_method(root / name).items():
             if slug == ADAFUSE:
                 ensembles.setdefault(name, {})[task] = scores(task, records)
+                words.setdefault(name, {})[task] = [w for rec in records.values() for w in rec["words_per_round"]]
             elif slug.startswith("greedy_"):
                 singles.setdefault(slug[len("greedy_"):], {})[task] = scores(task, records)
-    return singles, ensembles
+    return singles, ensembles, words
 
 
 def mean(xs) -> float:
@@ -51,14 +54,15 @@ def mean(xs) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def main(root: Path) -> None:
-    singles, ensembles = load(root)
+def main(root: Path, min_items: int) -> None:
+    singles, ensembles, words = load(root)
     tasks = [t for t in TASKS if any(t in e for e in ensembles.values())]
     print("| task | " + " | ".join(SHORT[m] for m in SHORT) + " | " + " | ".join(ENSEMBLES) + " |")
     print("| --- " * (1 + len(SHORT) + len(ENSEMBLES)) + "|")
     for t in tasks:
         cells = [singles.get(m, {}).get(t, {}) for m in SHORT] + [ensembles.get(e, {}).get(t, {}) for e in ENSEMBLES]
-        print(f"| {t} | " + " | ".join(f"{mean(c.values()):.1f} ({len(c)})" if c else "" for c in cells) + " |")
+        print(f"| {t} | " + " | ".join(f"{mean(c.values()):.1f} ({len(c)})" if len(c) >= min_items else
+                                       f"({len(c)} run)" if c else "" for c in cells) + " |")
     print()
     print("| task | ensemble | vs | items | ensemble better | worse | same | mean diff [95% CI] | verdict |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -69,7 +73,7 @@ def main(root: Path) -> None:
             if not ens or not all(alone):
                 continue
             keys = [k for k in ens if all(k in a for a in alone)]
-            if not keys:
+            if len(keys) < min_items:
                 continue
             best = max(range(len(members)), key=lambda i: mean(alone[i][k] for k in keys))
             for i in [best] + [j for j in range(len(members)) if j != best]:
@@ -83,5 +87,22 @@ def main(root: Path) -> None:
                       f"| {mean(diffs):+.1f} [{lo:+.1f}, {hi:+.1f}] | {verdict} |")
 
 
+    print()
+    print("| task | ensemble | items | rounds | 1 word | 2 words | 3 words |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for t in tasks:
+        for name in ENSEMBLES:
+            w, done = words.get(name, {}).get(t, []), ensembles.get(name, {}).get(t, {})
+            if len(done) >= min_items and w:
+                share = [100 * sum(x == n for x in w) / len(w) for n in (1, 2, 3)]
+                print(f"| {t} | {name} | {len(done)} | {len(w)} | "
+                      + " | ".join(f"{s:.1f}%" for s in share) + " |")
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/lineup"))
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("root", nargs="?", type=Path, default=Path("runs/lineup"))
+    ap.add_argument("--min-items", type=int, default=150)
+    args = ap.parse_args()
+    main(args.root, args.min_items)
