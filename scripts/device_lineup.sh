@@ -20,7 +20,7 @@ export HF_HUB_OFFLINE=1 ADAFUSE_CACHE=/root/cache ADAFUSE_BENCH_DIR=$X/bench TOK
        PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site
 SMOL=smollm2-135m-instruct GEMMA=gemma3-270m QWEN=qwen2.5-coder-0.5b-instruct
 SMOL_BYTES=98362432 GEMMA_BYTES=253113024 QWEN_BYTES=491400064
-LAUNCH="python3 -m accelerate.commands.launch --multi_gpu --num_processes ${PROCS:-4} --num_machines 1 --mixed_precision no --dynamo_backend no"
+LAUNCH="python3 -m accelerate.commands.launch --multi_gpu --num_processes ${PROCS:-3} --num_machines 1 --mixed_precision no --dynamo_backend no"
 
 lineup() {   # lineup ENSEMBLES...
   (cd $R && OUT=$RUNS LAUNCH="$LAUNCH" EVAL_ARGS="--device cuda --dtype float32" ENSEMBLES="$*" \
@@ -56,19 +56,21 @@ case $1 in
   rest-bg)
     cd $R && python3 scripts/device_cache.py unpack $X --models $QWEN || exit 1
     while [ ! -f $RUNS/bench1.done ]; do sleep 2; done
-    pkill -STOP -f 'adafuse eval'      # the bench has the GPU to itself
+    pkill -STOP -f '[a]dafuse eval'      # the bench has the GPU to itself
     python3 scripts/bench_gpu_real.py --models $GEMMA,$QWEN --out $RUNS/bench-gemma-qwen ${BENCH_ARGS:-}
-    pkill -CONT -f 'adafuse eval'
-    lineup trio smol+qwen gemma+qwen ;;
+    pkill -CONT -f '[a]dafuse eval'
+    lineup singles trio smol+qwen gemma+qwen ;;
   lineup)   # lineup ENSEMBLES...: (again) in the foreground, for a detached restart
     shift; lineup "$@" ;;
   status)
     tail -n 5 $RUNS/*.log 2>/dev/null | cut -c1-300
-    for f in $RUNS/*/*/*/*.jsonl; do [ -f "$f" ] && echo "$(wc -l < "$f") ${f#$RUNS/}"; done 2>/dev/null | sort -k2 | head -80
+    for d in $RUNS/*/*/*/; do   # finished items per run folder, task and method (rank pieces summed)
+      for m in $(ls $d 2>/dev/null | sed -n 's/\.rank[0-9]*\.jsonl$//p; s/\.jsonl$//p' | sort -u); do
+        echo "$(cat $d$m.jsonl $d$m.rank*.jsonl 2>/dev/null | wc -l) ${d#$RUNS/}$m"; done; done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
   collect)
-    pkill -f 'adafuse eval'; sleep 3
+    pkill -f '[a]dafuse eval'; sleep 3
     cd $RUNS && tar -cf - --exclude='*.html' . | xz -T16 -6 > $OUT/runs.tar.xz
     ls -la $OUT; split -b 15000000 -d -a 1 $OUT/runs.tar.xz $OUT/runs.tar.xz. && rm $OUT/runs.tar.xz
-    cp $RUNS/bench-*/bench_gpu_real.json $OUT/ 2>/dev/null; cp $RUNS/*.log $OUT/ 2>/dev/null; ls -la $OUT ;;
+    for d in $RUNS/bench-*/; do cp $d/bench_gpu_real.json $OUT/$(basename $d).json; done; ls -la $OUT ;;   # logs: in the tar
 esac

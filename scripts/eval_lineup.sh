@@ -7,10 +7,10 @@
 # LAUNCH runs `-m adafuse eval` (default python); on one GPU, for example,
 #   LAUNCH="python3 -m accelerate.commands.launch --multi_gpu --num_processes 4 --num_machines 1
 #           --mixed_precision no --dynamo_backend no"
-# gives each ensemble 4 processes sharing the GPU (small models are launch-bound, so processes
-# add throughput). The single models are decoded once, in the trio's run (greedy of a model does
-# not depend on its partners). Logs: $OUT/<ensemble>.log. ENSEMBLES picks some of
-# trio smol+gemma smol+qwen gemma+qwen (default all).
+# gives each run 4 processes sharing the GPU (small models are launch-bound, so processes add
+# throughput). The single models are decoded once, in their own run `singles` (greedy of a model
+# does not depend on its partners). Logs: $OUT/<run>.log. ENSEMBLES picks some of
+# singles trio smol+gemma smol+qwen gemma+qwen (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/lineup}
@@ -39,10 +39,10 @@ ensemble() {   # ensemble NAME MODELS METHODS: the tasks other than GSM8K, then 
       --models "$2" --methods "$3"; } && echo "$1 done" || echo "$1 failed: see $log"
 }
 
-declare -A MODELS=([trio]="$S,$G,$Q" [smol+gemma]="$S,$G" [smol+qwen]="$S,$Q" [gemma+qwen]="$G,$Q")
-declare -A PORT=([trio]=29511 [smol+gemma]=29512 [smol+qwen]=29513 [gemma+qwen]=29514)
-for e in ${ENSEMBLES:-trio smol+gemma smol+qwen gemma+qwen}; do
-  methods=adafuse; [[ $e == trio ]] && methods=adafuse,greedy
+declare -A MODELS=([singles]="$S,$G,$Q" [trio]="$S,$G,$Q" [smol+gemma]="$S,$G" [smol+qwen]="$S,$Q" [gemma+qwen]="$G,$Q")
+declare -A PORT=([singles]=29510 [trio]=29511 [smol+gemma]=29512 [smol+qwen]=29513 [gemma+qwen]=29514)
+for e in ${ENSEMBLES:-singles trio smol+gemma smol+qwen gemma+qwen}; do
+  methods=adafuse; [[ $e == singles ]] && methods=greedy
   ensemble "$e" "${MODELS[$e]}" "$methods" &
 done
 wait

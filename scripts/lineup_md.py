@@ -2,8 +2,8 @@
 
     python scripts/lineup_md.py runs/lineup [--min-items 150]
 
-Reads every result file under <root>/<ensemble>/ (rank pieces of an unfinished run too). The single
-models come from the trio's run. Scores are per-item metrics averaged over items: exact match (%)
+Reads every result file under <root>/<folder>/ (rank pieces of an unfinished run too): AdaFuse
+records from the folders named after an ensemble, single-model records from any folder. Scores are per-item metrics averaged over items: exact match (%)
 for NQ, TriviaQA and SQuAD, final-number accuracy (%) for GSM8K, sentence chrF for FLORES (corpus
 BLEU has no per-item value to pair). Each ensemble is paired, item by item, with each of its
 members on the items all of them finished, with a 95% bootstrap interval of the mean difference;
@@ -37,11 +37,10 @@ def load(root: Path) -> tuple[dict, dict, dict]:
     """(singles: model -> task -> key -> score, ensembles: name -> task -> key -> score,
     words: name -> task -> words committed per round, every round of every item)."""
     singles, ensembles, words = {}, {}, {}
-    for name in ENSEMBLES:
-        if not (root / name).is_dir():
-            continue
-        for (task, slug), records in runner.records_by_method(root / name).items():
-            if slug == ADAFUSE:
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        name = folder.name
+        for (task, slug), records in runner.records_by_method(folder).items():
+            if slug == ADAFUSE and name in ENSEMBLES:
                 ensembles.setdefault(name, {})[task] = scores(task, records)
                 words.setdefault(name, {})[task] = [w for rec in records.values() for w in rec["words_per_round"]]
             elif slug.startswith("greedy_"):
