@@ -105,6 +105,7 @@ class Preset:
     gguf: Callable[[Progress], Path] | None = None
     packages: tuple[str, ...] = ()
     install: str = ""
+    end_tokens: tuple[str, ...] = ()   # ends of text the release lists beside the tokenizer's EOS
 
     @property
     def embedded(self) -> bool:
@@ -123,8 +124,10 @@ class Preset:
 
 
 def _parted_preset(name: str, description: str, hf_id: str, parted: PartedFile, install: str) -> Preset:
+    # Qwen's own generation_config ends text at <|im_end|> and <|endoftext|>; its GGUF names only
+    # the first, and a raw prompt is ended by the second.
     return Preset(name, description, hf_id=hf_id, gguf=_parted_gguf(name, parted),
-                  packages=tuple(parted.packages), install=install)
+                  packages=tuple(parted.packages), install=install, end_tokens=("<|endoftext|>",))
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
@@ -236,7 +239,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", trust_remot
     if getattr(model, "hf_device_map", None) is None:
         model.to(_pick_device(device, index))
     model.eval()
-    return _wrap(name, model, tokenizer)
+    return _wrap(name, model, tokenizer, preset.end_tokens if preset is not None else ())
 
 
 def resolve_dtype(dtype: str, device: str = "auto") -> torch.dtype:
@@ -334,10 +337,11 @@ def _from_pretrained(source: str, name: str, dtype: torch.dtype, trust_remote_co
     return model, tokenizer
 
 
-def _wrap(name: str, model, tokenizer) -> LM:
+def _wrap(name: str, model, tokenizer, end_tokens: tuple[str, ...] = ()) -> LM:
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     gen = getattr(model, "generation_config", None)
-    eos = _as_list(getattr(gen, "eos_token_id", None)) + _as_list(tokenizer.eos_token_id)
+    eos = (_as_list(getattr(gen, "eos_token_id", None)) + _as_list(tokenizer.eos_token_id)
+           + [tokenizer.convert_tokens_to_ids(t) for t in end_tokens])
     logits_size = model.get_output_embeddings().weight.shape[0]
     device = next(model.parameters()).device
     vocab = build_vocab(tokenizer, logits_size, eos).to(device)

@@ -51,7 +51,8 @@ class Word:
 
 
 def margin_and_argmax(logprobs: torch.Tensor) -> tuple[float, int]:
-    """The margin p(1) - p(2) and the argmax, in one device-to-host copy (each copy waits for the GPU)."""
+    """The margin p(1) - p(2) and the argmax over proposable tokens (`Vocab.for_choosing`), in one
+    device-to-host copy (each copy waits for the GPU)."""
     top = logprobs.topk(2).values.exp()
     m, best = torch.stack([(top[0] - top[1]).double(), logprobs.argmax().double()]).tolist()
     return m, int(best)
@@ -83,7 +84,7 @@ def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, first
             logprobs = known[None]
         else:
             logprobs = torch.log_softmax(forward(state, current[:, None], cache, logits_to_keep=1)[:, -1], dim=-1)
-        nxt = logprobs.argmax(-1)
+        nxt = vocab.for_choosing(logprobs).argmax(-1)
         ends = vocab.starts_word[nxt] | vocab.is_eos[nxt]
         picked = logprobs.gather(1, nxt[:, None])[:, 0]
         nxt_f, ends_f, picked_l = torch.stack([nxt.double(), ends.double(), picked.double()]).tolist()
@@ -130,7 +131,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     branch_words: list[Word] = []
     branch_cache = None
     while len(words) < target and len(tokens) < budget:
-        m, best = margin_and_argmax(dist)
+        m, best = margin_and_argmax(lm.vocab.for_choosing(dist))
         margins.append(m)
         uncertain = cfg.mode == "adafuse" and m < cfg.tau
         if uncertain and cfg.branches > 1:
@@ -177,7 +178,7 @@ def _branch(state: ModelState, context: list[int], dist: torch.Tensor, branches:
     dropped and the next most likely first token tried, so the model puts forward B distinct
     spans whenever its vocabulary allows. The re-run is rare and keeps all rows in one cache.
     """
-    order = dist.topk(min(4 * branches, dist.shape[-1])).indices.tolist()
+    order = state.lm.vocab.for_choosing(dist).topk(min(4 * branches, dist.shape[-1])).indices.tolist()
     base = len(context)  # the main cache may hold lookahead tokens past it
     kept_firsts: list[int] = []
     tried = 0

@@ -1,4 +1,5 @@
-"""Per-tokenizer tables computed once at load: which tokens start a word, which end the text.
+"""Per-tokenizer tables computed once at load: which tokens start a word, which end the text,
+which may be proposed at all.
 
 A word ends before a token whose text begins with whitespace (space, newline, tab, ...) or at
 EOS. Token texts are read by decoding each token after a fixed anchor token and stripping the
@@ -7,9 +8,15 @@ SentencePiece (where it is `▁` and some decoders strip it at the start of a te
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
+
+# Added tokens that are markers, not text: the ones the tokenizer flags special, and marker-shaped
+# ones it does not flag (Gemma-3's <start_of_image>, <end_of_image> and [multimodal], Qwen's
+# <tool_call>). Gemma's other added tokens, HTML tags and runs of newlines, are text and stay.
+_MARKER = re.compile(r"^(</?[a-z]+(_[a-z]+)+>|\[[a-z_]+\])$")
 
 
 @dataclass
@@ -20,10 +27,24 @@ class Vocab:
     eos_ids: tuple[int, ...]       # every id that ends generation
     is_eos: torch.Tensor           # bool [size]
     anchor_ids: list[int]          # a context for decoding single tokens (see decode_suffix)
+    proposable: torch.Tensor       # bool [size]: text tokens and EOS; never padding or control tokens
 
     def to(self, device) -> "Vocab":
         return Vocab(self.size, self.n_tokens, self.starts_word.to(device), self.eos_ids, self.is_eos.to(device),
-                     self.anchor_ids)
+                     self.anchor_ids, self.proposable.to(device))
+
+    def for_choosing(self, logprobs: torch.Tensor) -> torch.Tensor:
+        """`logprobs` with the tokens that may not be proposed at -inf, for picking tokens (argmax,
+        top-k, the margin). Scores keep the model's own distribution, unmasked."""
+        return logprobs.masked_fill(~self.proposable, float("-inf"))
+
+
+def control_ids(tokenizer) -> set[int]:
+    ids = {int(i) for i in tokenizer.all_special_ids}
+    for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items():
+        if token.special or _MARKER.match(token.content):
+            ids.add(int(i))
+    return ids
 
 
 def build_vocab(tokenizer, logits_size: int, eos_ids) -> Vocab:
@@ -37,7 +58,11 @@ def build_vocab(tokenizer, logits_size: int, eos_ids) -> Vocab:
     is_eos = torch.zeros(logits_size, dtype=torch.bool)
     is_eos[list(eos_ids)] = True
     starts &= ~is_eos
-    return Vocab(logits_size, n, starts, eos_ids, is_eos, anchor_ids)
+    proposable = torch.zeros(logits_size, dtype=torch.bool)
+    proposable[:n] = True
+    proposable[[i for i in control_ids(tokenizer) if i < logits_size]] = False
+    proposable |= is_eos
+    return Vocab(logits_size, n, starts, eos_ids, is_eos, anchor_ids, proposable)
 
 
 def decode_suffix(tokenizer, context_ids: list[int], new_ids: list[int]) -> str:
