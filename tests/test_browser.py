@@ -129,3 +129,19 @@ def test_cases_view_open_a_run_filter_select_and_rerun(page, run_dir):
     expect(page.locator("#prompt textarea")).to_have_value(trace.prompt)
     expect(page.locator("#status")).to_contain_text("Done.", timeout=300_000)
     expect(page.locator("#spans .af-span").first).to_be_visible()
+
+
+def test_an_error_toast_shows_user_text_literally(page):
+    """Gradio renders a toast's text as HTML: a folder named `<b>x</b>_dir` came out in bold, and
+    `<task>/<method>.jsonl` in a message vanished as a tag (issue 16, item 3)."""
+    expect = sync_api.expect
+    page.get_by_role("tab", name="Cases").click()
+    folder = page.locator("#cases-folder textarea")
+    if not folder.is_visible():
+        page.get_by_text("Open an eval run").click()
+    folder.fill("<b>x</b>_dir")
+    page.locator("#cases-open").click()
+    toast = page.locator(".toast-body").filter(has_text="_dir").last
+    expect(toast).to_be_visible()
+    expect(toast).to_contain_text("<b>x</b>_dir")
+    assert toast.locator("b").count() == 0

@@ -152,7 +152,7 @@ class Studio:
         """Task preset -> (prompt, reference, prompt format, stop strings, max new tokens, task)."""
         p = self.tasks.get(name)
         if p is None:
-            raise gr.Error(f"unknown task preset {name!r}")
+            raise toast(f"unknown task preset {name!r}")
         return (p.prompt, p.reference, p.prompt_format, stop_to_text(p.stop),
                 min(p.max_new_tokens, self.limits.max_new_tokens), p.task)
 
@@ -316,6 +316,12 @@ def compare_cards_html(results) -> str:
     return '<div class="af-compare">' + "".join(cards) + "</div>"
 
 
+def toast(message: str, **kwargs) -> gr.Error:
+    """An error toast for the user. Gradio renders a toast's text as HTML, and messages carry
+    user- and model-supplied strings (folder names, prompts, model ids): escape them."""
+    return gr.Error(html.escape(message, quote=False), **kwargs)
+
+
 class _user_errors:
     """Turn failures into clear UI messages; free memory after an out-of-memory error."""
 
@@ -326,17 +332,17 @@ class _user_errors:
         if exc is None or isinstance(exc, (gr.Error, GeneratorExit)) or not isinstance(exc, Exception):
             return False
         if isinstance(exc, InputError):
-            raise gr.Error(str(exc), title="Invalid input", print_exception=False) from exc
+            raise toast(str(exc), title="Invalid input", print_exception=False) from exc
         if isinstance(exc, ModelLoadError):
-            raise gr.Error(str(exc), title="Model failed to load", print_exception=False) from exc
+            raise toast(str(exc), title="Model failed to load", print_exception=False) from exc
         if isinstance(exc, AdafuseError):
-            raise gr.Error(str(exc), print_exception=False) from exc
+            raise toast(str(exc), print_exception=False) from exc
         if _is_oom(exc):
             free_memory()
             raise gr.Error("Out of memory while decoding. Caches were freed; try fewer max new tokens, "
                            "fewer branches or smaller models.", title="Out of memory") from exc
         log.exception("request failed")
-        raise gr.Error(f"Unexpected error: {type(exc).__name__}: {exc}") from exc
+        raise toast(f"Unexpected error: {type(exc).__name__}: {exc}") from exc
 
 
 def _is_oom(exc: BaseException) -> bool:

@@ -18,7 +18,7 @@ from ..cases.load import CasesError, Run, load_trace, open_cases
 from ..cases.select import OUTCOMES, Query, page, select, verdict
 from ..errors import AdafuseError
 from . import render
-from .callbacks import NONE_CHOICE
+from .callbacks import NONE_CHOICE, toast
 from .presets import stop_to_text
 
 GALLERY_DIR = Path(__file__).resolve().parents[2] / "assets" / "gallery"
@@ -231,7 +231,7 @@ class user_errors:
 
     def __exit__(self, kind, exc, tb):
         if isinstance(exc, AdafuseError):
-            raise gr.Error(str(exc), print_exception=False) from exc
+            raise toast(str(exc), print_exception=False) from exc
         if isinstance(exc, OSError):
-            raise gr.Error(f"cannot read: {exc}", print_exception=False) from exc
+            raise toast(f"cannot read: {exc}", print_exception=False) from exc
         return False
