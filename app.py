@@ -39,6 +39,17 @@ def concurrency_limit() -> int:
     return 2 if torch.cuda.is_available() else 1
 
 
+def model_labels(presets) -> list[tuple[str, str]]:
+    """The model boxes' choices: each preset, marked embedded, or not available here (not
+    installed, not cached and the hub out of reach), so that a user sees it before choosing it."""
+    hub = adafuse.models.hub_reachable()   # one probe for all presets
+    out = []
+    for name, preset in presets.items():
+        note = " (not available here)" if adafuse.unavailable(name, hub) else " (embedded)" if preset.embedded else ""
+        out.append((name + note, name))
+    return out
+
+
 def header_html() -> str:
     logo = (ASSETS / "logo.svg").read_text(encoding="utf-8")
     return (f'<div class="af-header">{logo}<div><h1>AdaFuse Studio</h1>'
@@ -51,7 +62,7 @@ def header_html() -> str:
 def build(studio: Studio) -> gr.Blocks:
     presets = adafuse.PRESETS
     allow_custom = custom_models_allowed()
-    model_choices = [(f"{n}{' (embedded)' if p.embedded else ''}", n) for n, p in presets.items()]
+    model_choices = model_labels(presets)
     first = studio.fill_task(DEFAULT_TASK)
 
     with gr.Blocks(title="AdaFuse Studio", fill_width=True, delete_cache=(3600, 3600)) as demo:

@@ -3,9 +3,9 @@ from .config import DecodeConfig
 from .decode import generate, stream
 from .errors import AdafuseError, InputError, ModelLoadError
 from .state import PromptCache
-from .models import DEFAULT_PAIR, LM, PRESETS, Preset, cache_dir, is_cached, load_model, load_models
+from .models import DEFAULT_PAIR, LM, PRESETS, Preset, cache_dir, is_cached, load_model, load_models, unavailable
 from .trace import Candidate, Proposal, Round, Stats, Trace
 
 __all__ = ["DecodeConfig", "generate", "stream", "PromptCache", "AdafuseError", "InputError", "ModelLoadError",
            "DEFAULT_PAIR", "LM", "PRESETS", "Preset", "cache_dir", "is_cached", "load_model", "load_models",
-           "Candidate", "Proposal", "Round", "Stats", "Trace"]
+           "unavailable", "Candidate", "Proposal", "Round", "Stats", "Trace"]

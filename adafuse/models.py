@@ -232,7 +232,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", trust_remot
         if preset is None and not _looks_like_model_ref(name):
             raise ModelLoadError(f"unknown model {name!r}: not a preset ({', '.join(PRESETS)}), "
                                  "a local directory or a Hugging Face id like org/name")
-        reachable = not Path(source).expanduser().is_dir() and _hub_reachable()
+        reachable = not Path(source).expanduser().is_dir() and hub_reachable()
         if preset is not None and preset.embedded and not (reachable or _in_hf_cache(source)):
             raise ModelLoadError(preset.unavailable())
         device_map = _device_map(source, device, index, torch_dtype, trust_remote_code)
@@ -242,6 +242,25 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", trust_remot
         model.to(_pick_device(device, index))
     model.eval()
     return _wrap(name, model, tokenizer, preset.end_tokens if preset is not None else ())
+
+
+def unavailable(name: str, hub: bool | None = None) -> str | None:
+    """Why `name` cannot load here, or None when it can (as far as can be told without loading it):
+    load_model's sources, checked without reading a weight. `hub` (whether the hub is reachable)
+    saves the network probe when the caller checks several names."""
+    name = name.strip()
+    preset = PRESETS.get(name)
+    if preset is not None and (is_cached(name) or preset.packages_installed()):
+        return None
+    source = preset.hf_id if preset is not None else name
+    if Path(source).expanduser().is_dir() or _in_hf_cache(source):
+        return None
+    if hub if hub is not None else hub_reachable():
+        return None
+    if preset is not None:
+        return preset.unavailable()
+    return (f"model {name!r} is not in the local Hugging Face cache and the hub cannot be reached "
+            "(offline): download it on a machine with network or pass a local directory")
 
 
 def resolve_dtype(dtype: str, device: str = "auto") -> torch.dtype:
@@ -300,7 +319,7 @@ def _looks_like_model_ref(name: str) -> bool:
     return Path(name).expanduser().is_dir() or (name.count("/") == 1 and " " not in name)
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether a download could work at all; never lets a load hang on a dead network."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False

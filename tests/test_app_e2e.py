@@ -140,6 +140,19 @@ def test_compare_returns_every_method_with_metrics(client, qa_run):
     assert "| fixed L=1 |" in summary
 
 
+def test_a_model_that_cannot_load_keeps_the_loaded_pair(client, qa_run):
+    """Issue 16, item 7: choosing a preset that cannot load here (Llama, not cached, offline) is
+    refused before the loaded models are released, so the next run with them loads nothing."""
+    with pytest.raises(AppError) as e:
+        client.predict(*run_args(client, model_b="llama-3.1-8b-instruct"), api_name="/run")
+    assert "preset 'llama-3.1-8b-instruct' is not available" in str(e.value)
+    assert "meta-llama/Llama-3.1-8B-Instruct" in str(e.value)
+    job = client.submit(*run_args(client), api_name="/run")
+    final = job.result(timeout=600)
+    assert final[0].startswith("**Done.**") and final[5] == qa_run[0][5]
+    assert not [o for o in job.outputs() if str(o[0]).startswith("Loading")]
+
+
 @pytest.mark.parametrize("over, messages", [
     (dict(prompt=""), ["prompt is empty"]),
     # out of the sliders' ranges: Gradio's own check or ours, either way refused with a reason

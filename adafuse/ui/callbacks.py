@@ -124,7 +124,7 @@ class Studio:
             import adafuse as api
         self.api = api
         self.limits = limits or Limits.from_env()
-        self.store = store or ModelStore(self._load_one)
+        self.store = store or ModelStore(self._load_one, api.unavailable)
         self.export_dir = Path(export_dir or tempfile.mkdtemp(prefix="adafuse-exports-"))
         self.tasks = load_task_presets()
 

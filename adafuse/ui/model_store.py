@@ -10,7 +10,7 @@ import re
 import threading
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, ModelLoadError
 
 ALLOW_CUSTOM_ENV = "ADAFUSE_ALLOW_CUSTOM_MODELS"
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
@@ -46,10 +46,12 @@ def check_model_names(names: list[str], presets, allow_custom: bool | None = Non
 
 
 class ModelStore:
-    """Thread-safe cache of loaded models keyed by name. `load_one(name, progress)` returns an LM."""
+    """Thread-safe cache of loaded models keyed by name. `load_one(name, progress)` returns an LM;
+    `unavailable(name)` (optional) says why a name cannot load, before anything is released."""
 
-    def __init__(self, load_one):
+    def __init__(self, load_one, unavailable=None):
         self._load_one = load_one
+        self._unavailable = unavailable
         self._lock = threading.Lock()
         self._lms: dict[str, object] = {}
 
@@ -60,6 +62,12 @@ class ModelStore:
     def get(self, names: list[str], progress=None) -> list:
         with self._lock:
             if list(self._lms) != list(names):
+                # A selection that cannot load (not cached, offline) must not cost the user the
+                # models already loaded: refuse it before releasing any.
+                for name in [n for n in names if n not in self._lms and self._unavailable]:
+                    why = self._unavailable(name)
+                    if why:
+                        raise ModelLoadError(why)
                 for name in [n for n in self._lms if n not in names]:
                     del self._lms[name]          # a request still decoding keeps its own reference
                 free_memory()
