@@ -233,8 +233,9 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", trust_remot
             raise ModelLoadError(f"unknown model {name!r}: not a preset ({', '.join(PRESETS)}), "
                                  "a local directory or a Hugging Face id like org/name")
         reachable = not Path(source).expanduser().is_dir() and hub_reachable()
-        if preset is not None and preset.embedded and not (reachable or _in_hf_cache(source)):
-            raise ModelLoadError(preset.unavailable())
+        why = unavailable(name, reachable) if preset is not None and preset.embedded else None
+        if why:
+            raise ModelLoadError(why)
         device_map = _device_map(source, device, index, torch_dtype, trust_remote_code)
         model, tokenizer = _from_pretrained(source, name, torch_dtype, trust_remote_code,
                                             local_only=not reachable, device_map=device_map)
