@@ -174,14 +174,20 @@ def points(metric: str) -> float:
     return 100.0 if metric in ("em", "f1", "accuracy") else 1.0
 
 
-def paired_cells(a: dict[str, float], b: dict[str, float], keys: list[str], metric: str) -> str:
+def paired_comparison(a: dict[str, float], b: dict[str, float], keys: list[str],
+                      metric: str) -> tuple[str, float, float]:
     """Table cells comparing a with b item by item on `keys`: items | a better | worse | same |
-    mean difference [95% bootstrap interval], in points (x100 for 0/1 and F1 metrics)."""
+    mean difference [95% bootstrap interval], in points (x100 for 0/1 and F1 metrics); and the
+    interval's ends."""
     diffs = [points(metric) * (a[k] - b[k]) for k in keys]
     lo, hi = bootstrap_ci(diffs)
     better, worse = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
     return (f"{len(keys)} | {better} | {worse} | {len(keys) - better - worse} "
-            f"| {sum(diffs) / len(diffs):+.1f} [{lo:+.1f}, {hi:+.1f}]")
+            f"| {sum(diffs) / len(diffs):+.1f} [{lo:+.1f}, {hi:+.1f}]"), lo, hi
+
+
+def paired_cells(a: dict[str, float], b: dict[str, float], keys: list[str], metric: str) -> str:
+    return paired_comparison(a, b, keys, metric)[0]
 
 
 def paired_table(root: Path, tasks: list[str]) -> None:

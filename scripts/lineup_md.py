@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adafuse.eval import runner  # noqa: E402
 from adafuse.eval.tasks import BUILTIN  # noqa: E402
-from eval_results_md import ADAFUSE, ITEM_METRIC, TASKS, bootstrap_ci, points  # noqa: E402
+from eval_results_md import ADAFUSE, ITEM_METRIC, TASKS, paired_comparison, points  # noqa: E402
 
 SHORT = {"smollm2-135m-instruct": "SmolLM2", "gemma3-270m": "Gemma", "qwen2.5-coder-0.5b-instruct": "Qwen-0.5B"}
 ENSEMBLES = {"smol+gemma": ("smollm2-135m-instruct", "gemma3-270m"),
@@ -27,10 +27,13 @@ ENSEMBLES = {"smol+gemma": ("smollm2-135m-instruct", "gemma3-270m"),
              "trio": ("smollm2-135m-instruct", "gemma3-270m", "qwen2.5-coder-0.5b-instruct")}
 
 
+def item_metric(task: str) -> str:
+    return ITEM_METRIC[BUILTIN[task].metric]
+
+
 def scores(task: str, records: dict[str, dict]) -> dict[str, float]:
-    """item key -> the task's per-item metric, in table points."""
-    metric = ITEM_METRIC[BUILTIN[task].metric]
-    return {key: points(metric) * float(rec["metrics"][metric]) for key, rec in records.items()}
+    """item key -> the task's per-item metric."""
+    return {key: float(rec["metrics"][item_metric(task)]) for key, rec in records.items()}
 
 
 def load(root: Path) -> tuple[dict, dict, dict]:
@@ -60,7 +63,8 @@ def main(root: Path, min_items: int) -> None:
     print("| --- " * (1 + len(SHORT) + len(ENSEMBLES)) + "|")
     for t in tasks:
         cells = [singles.get(m, {}).get(t, {}) for m in SHORT] + [ensembles.get(e, {}).get(t, {}) for e in ENSEMBLES]
-        print(f"| {t} | " + " | ".join(f"{mean(c.values()):.1f} ({len(c)})" if len(c) >= min_items else
+        print(f"| {t} | " + " | ".join(f"{points(item_metric(t)) * mean(c.values()):.1f} ({len(c)})"
+                                       if len(c) >= min_items else
                                        f"({len(c)} run)" if c else "" for c in cells) + " |")
     print()
     print("| task | ensemble | vs | items | ensemble better | worse | same | mean diff [95% CI] | verdict |")
@@ -76,14 +80,11 @@ def main(root: Path, min_items: int) -> None:
                 continue
             best = max(range(len(members)), key=lambda i: mean(alone[i][k] for k in keys))
             for i in [best] + [j for j in range(len(members)) if j != best]:
-                diffs = [ens[k] - alone[i][k] for k in keys]
-                lo, hi = bootstrap_ci(diffs)
-                better, worse = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+                cells, lo, hi = paired_comparison(ens, alone[i], keys, item_metric(t))
                 verdict = ("" if i != best else "**beats its best member**" if lo > 0 else
                            "**loses to its best member**" if hi < 0 else "ties its best member")
                 label = SHORT[members[i]] + (" (best alone)" if i == best else "")
-                print(f"| {t} | {name} | {label} | {len(keys)} | {better} | {worse} | {len(keys) - better - worse} "
-                      f"| {mean(diffs):+.1f} [{lo:+.1f}, {hi:+.1f}] | {verdict} |")
+                print(f"| {t} | {name} | {label} | {cells} | {verdict} |")
 
 
     print()
