@@ -64,8 +64,8 @@ class ModelStore:
             if list(self._lms) != list(names):
                 # A selection that cannot load (not cached, offline) must not cost the user the
                 # models already loaded: refuse it before releasing any.
-                for name in [n for n in names if n not in self._lms and self._unavailable]:
-                    why = self._unavailable(name)
+                for name in names if self._unavailable else []:
+                    why = name not in self._lms and self._unavailable(name)
                     if why:
                         raise ModelLoadError(why)
                 for name in [n for n in self._lms if n not in names]:
