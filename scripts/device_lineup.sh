@@ -12,6 +12,10 @@
 #                  smol+gemma lineup eval
 #   rest           (after the last chunk) check the stream's sha256, install Qwen, pause the evals,
 #                  bench gemma+qwen, resume, start the other three ensembles
+#   more TASKS     (a later lease, after init + append x14) check the stream, install all three models,
+#                  unpack the archived runs (docs/results/lineup-*.tar.xz) and, in the background,
+#                  resume every ensemble on TASKS: trio, pairs and singles with their own process counts
+#                  (PROCS_TRIO, PROCS_PAIR, PROCS_SINGLES), on every GPU (--device auto)
 #   status         logs and item counts
 #   collect        stop the evals and pack runs + bench JSON into $OUT
 set -u
@@ -20,11 +24,17 @@ export HF_HUB_OFFLINE=1 ADAFUSE_CACHE=/root/cache ADAFUSE_BENCH_DIR=$X/bench TOK
        PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site
 SMOL=smollm2-135m-instruct GEMMA=gemma3-270m QWEN=qwen2.5-coder-0.5b-instruct
 SMOL_BYTES=98362432 GEMMA_BYTES=253113024 QWEN_BYTES=491400064
-LAUNCH="python3 -m accelerate.commands.launch --multi_gpu --num_processes ${PROCS:-3} --num_machines 1 --mixed_precision no --dynamo_backend no"
+launch() {   # launch PROCESSES: accelerate's launcher for that many processes
+  echo "python3 -m accelerate.commands.launch --multi_gpu --num_processes $1 --num_machines 1 --mixed_precision no --dynamo_backend no"
+}
 
-lineup() {   # lineup ENSEMBLES...
-  (cd $R && OUT=$RUNS LAUNCH="$LAUNCH" EVAL_ARGS="--device cuda --dtype float32" ENSEMBLES="$*" \
-     bash scripts/eval_lineup.sh)
+lineup() {   # lineup ENSEMBLES...  (PROCS processes each, on ${EVAL_DEVICE:-cuda})
+  (cd $R && OUT=$RUNS LAUNCH="$(launch ${PROCS:-3})" EVAL_ARGS="--device ${EVAL_DEVICE:-cuda} --dtype float32" \
+     ENSEMBLES="$*" bash scripts/eval_lineup.sh)
+}
+
+stream_ok() {
+  [[ $(sha256sum $X/stream.bin | cut -c1-64) == $(cat $X/stream.sha) ]] || { echo "stream sha256 differs"; exit 1; }
 }
 
 background() {   # background STEP: run this script's STEP detached, so it outlives the call
@@ -50,7 +60,7 @@ case $1 in
     touch $RUNS/bench1.done
     lineup smol+gemma ;;
   rest)
-    [[ $(sha256sum $X/stream.bin | cut -c1-64) == $(cat $X/stream.sha) ]] || { echo "stream sha256 differs"; exit 1; }
+    stream_ok
     tail -c +$((SMOL_BYTES + GEMMA_BYTES + 1)) $X/stream.bin > $X/$QWEN.gguf
     background rest-bg ;;
   rest-bg)
@@ -60,6 +70,23 @@ case $1 in
     python3 scripts/bench_gpu_real.py --models $GEMMA,$QWEN --out $RUNS/bench-gemma-qwen ${BENCH_ARGS:-}
     pkill -CONT -f '[a]dafuse eval'
     lineup singles trio smol+qwen gemma+qwen ;;
+  more)
+    stream_ok
+    head -c $SMOL_BYTES $X/stream.bin > $X/$SMOL.gguf
+    tail -c +$((SMOL_BYTES + 1)) $X/stream.bin | head -c $GEMMA_BYTES > $X/$GEMMA.gguf
+    tail -c +$((SMOL_BYTES + GEMMA_BYTES + 1)) $X/stream.bin > $X/$QWEN.gguf
+    tar -xJf docs/results/lineup-h200-2026-11-30.tar.xz -C $RUNS   # (run from the carried checkout)
+    # the archive keeps the first lease's split of the trio run; the singles resume from theirs
+    [[ -d $RUNS/trio/singles && ! -e $RUNS/singles ]] && mkdir -p $RUNS/singles && mv $RUNS/trio/singles $RUNS/singles/main
+    echo "$2" > $RUNS/more.tasks
+    background more-bg ;;
+  more-bg)
+    cd $R && for m in $SMOL $GEMMA $QWEN; do python3 scripts/device_cache.py unpack $X --models $m & done; wait
+    export TASKS=$(cat $RUNS/more.tasks) EVAL_DEVICE=auto
+    PROCS=${PROCS_TRIO:-14} lineup trio > $RUNS/more-trio.log 2>&1 &
+    PROCS=${PROCS_PAIR:-4} lineup smol+gemma smol+qwen gemma+qwen > $RUNS/more-pairs.log 2>&1 &
+    PROCS=${PROCS_SINGLES:-3} lineup singles > $RUNS/more-singles.log 2>&1 &
+    wait ;;
   lineup)   # lineup ENSEMBLES...: (again) in the foreground, for a detached restart
     shift; lineup "$@" ;;
   status)
