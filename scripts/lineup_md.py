@@ -47,7 +47,11 @@ def load(root: Path) -> tuple[dict, dict, dict]:
                 ensembles.setdefault(name, {})[task] = scores(task, records)
                 words.setdefault(name, {})[task] = [w for rec in records.values() for w in rec["words_per_round"]]
             elif slug.startswith("greedy_"):
-                singles.setdefault(slug[len("greedy_"):], {})[task] = scores(task, records)
+                # a model's greedy records can sit in several folders (a run split across leases):
+                # merged, the first folder's record of an item kept
+                merged = singles.setdefault(slug[len("greedy_"):], {}).setdefault(task, {})
+                for key, score in scores(task, records).items():
+                    merged.setdefault(key, score)
     return singles, ensembles, words
 
 
