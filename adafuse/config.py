@@ -5,6 +5,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from .errors import InputError
+from .stops import END_MARKERS
 
 MODES = ("adafuse", "fixed", "greedy")
 PROMPT_FORMATS = ("raw", "chat")
@@ -26,11 +27,16 @@ class DecodeConfig:
     max_new_tokens: int = 64       # counted in each model's own tokens (see README)
     prompt_format: str = "raw"     # raw | chat
     stop: tuple[str, ...] = field(default_factory=tuple)
+    # How a span that reaches a stop string is scored: its text up to the stop plus the stop
+    # string ("stop") or plus each model's EOS ("eos"). See adafuse/stops.py, docs/ENGINE.md.
+    end_marker: str = "stop"
 
     def validated(self) -> "DecodeConfig":
         """Return a copy with normalised types, or raise InputError naming the bad value."""
         if self.mode not in MODES:
             raise InputError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.end_marker not in END_MARKERS:
+            raise InputError(f"unknown end marker {self.end_marker!r}; choose {' or '.join(END_MARKERS)}")
         if self.prompt_format not in PROMPT_FORMATS:
             raise InputError(f"unknown prompt format {self.prompt_format!r}; choose raw or chat")
         tau = _number("tau", self.tau)
@@ -53,7 +59,7 @@ class DecodeConfig:
             if not isinstance(s, str) or s == "":
                 raise InputError(f"stop strings must be non-empty text, got {s!r}")
         return DecodeConfig(self.mode, tau, max_words, branches, fixed_words, max_new_tokens,
-                            self.prompt_format, stop)
+                            self.prompt_format, stop, self.end_marker)
 
     def check_tau_range(self) -> "DecodeConfig":
         """User-facing entry points (CLI, app) accept tau only in [0, 1]."""

@@ -38,12 +38,25 @@ class Candidate:
     token_ids: dict[str, list[int]] = field(default_factory=dict)
     context_len: dict[str, int] = field(default_factory=dict)
     score: float = float("nan")                        # mean of nll over models; lowest wins
+    # Set when the proposed span reached a stop string (adafuse/stops.py): the candidate ends the
+    # output, and `dropped` is the proposal's text after the stop string, which no model scored.
+    stop: str = ""
+    dropped: str = ""
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "proposers": list(self.proposers), "eos": self.eos, "words": self.words,
-                "nll": {k: round(v, 6) for k, v in self.nll.items()}, "tokens": dict(self.tokens),
-                "token_ids": {k: list(v) for k, v in self.token_ids.items()},
-                "context_len": dict(self.context_len), "score": round(self.score, 6)}
+        d = {"text": self.text, "proposers": list(self.proposers), "eos": self.eos, "words": self.words,
+             "nll": {k: round(v, 6) for k, v in self.nll.items()}, "tokens": dict(self.tokens),
+             "token_ids": {k: list(v) for k, v in self.token_ids.items()},
+             "context_len": dict(self.context_len), "score": round(self.score, 6)}
+        if self.stop:
+            d.update(stop=self.stop, dropped=self.dropped)
+        return d
+
+    @property
+    def output(self) -> str:
+        """The text this candidate adds to the output before the stop-string cut: with the "eos"
+        end marker its text stops short of the stop string, which is put back to be cut at."""
+        return self.text + self.stop if self.stop and self.eos else self.text
 
 
 @dataclass
@@ -129,7 +142,8 @@ class Trace:
             candidates = [Candidate(c["text"], list(c["proposers"]), bool(c.get("eos", False)),
                                     int(c.get("words", 0)), dict(c["nll"]), dict(c.get("tokens", {})),
                                     {k: list(v) for k, v in c.get("token_ids", {}).items()},
-                                    dict(c.get("context_len", {})), float(c["score"]))
+                                    dict(c.get("context_len", {})), float(c["score"]),
+                                    c.get("stop", ""), c.get("dropped", ""))
                           for c in r["candidates"]]
             rounds.append(Round(int(r["index"]), proposals, candidates, int(r["chosen_index"])))
         s = d.get("stats", {})

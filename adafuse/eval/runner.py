@@ -33,7 +33,8 @@ from .tasks import EvalDataError, Item, Task
 # loaded models; tests pass a fake.
 GenerateFn = Callable[[tuple[str, ...], str, DecodeConfig], Trace]
 
-SWEEP_KEYS = {"tau": "tau", "max_words": "max_words", "m": "max_words", "branches": "branches", "b": "branches"}
+SWEEP_KEYS = {"tau": "tau", "max_words": "max_words", "m": "max_words", "branches": "branches", "b": "branches",
+              "end_marker": "end_marker"}
 
 
 @dataclass(frozen=True)
@@ -46,24 +47,33 @@ class Method:
     max_words: int = 3
     branches: int = 1
     fixed_words: int = 1
+    end_marker: str = "stop"       # DecodeConfig.end_marker: how a span reaching a stop string is scored
 
     @property
     def slug(self) -> str:
         """File name: says every setting, so a resumed run never mixes settings."""
+        end = "" if self.end_marker == "stop" else f"_end{self.end_marker}"
         if self.mode == "adafuse":
-            return _safe(f"adafuse_tau{self.tau:g}_M{self.max_words}_B{self.branches}")
+            return _safe(f"adafuse_tau{self.tau:g}_M{self.max_words}_B{self.branches}{end}")
         if self.mode == "fixed":
-            return _safe(f"fixed_L{self.fixed_words}")
+            return _safe(f"fixed_L{self.fixed_words}{end}")
         return _safe(f"greedy_{self.models[0]}")
 
     def params(self) -> dict:
-        return {"mode": self.mode, "models": list(self.models), "tau": self.tau, "max_words": self.max_words,
-                "branches": self.branches, "fixed_words": self.fixed_words}
+        params = {"mode": self.mode, "models": list(self.models), "tau": self.tau, "max_words": self.max_words,
+                  "branches": self.branches, "fixed_words": self.fixed_words}
+        if self.mode != "greedy":
+            # Results of the round loop before stop-aware candidates (no such key) are not resumed
+            # with these: the candidates, and so the outputs, changed. A lone model's greedy output
+            # did not: its single candidate wins whatever it is scored on.
+            params["end_marker"] = self.end_marker
+        return params
 
     def config(self, task: Task, prompt_format: str = "raw") -> DecodeConfig:
         return DecodeConfig(mode=self.mode, tau=self.tau, max_words=self.max_words, branches=self.branches,
                             fixed_words=self.fixed_words, max_new_tokens=task.spec.max_new_tokens,
-                            prompt_format=prompt_format, stop=task.spec.stop).validated()
+                            prompt_format=prompt_format, stop=task.spec.stop,
+                            end_marker=self.end_marker).validated()
 
 
 def parse_methods(specs: Iterable[str], models: list[str], *, tau: float = 0.7, max_words: int = 3,
@@ -84,7 +94,8 @@ def parse_methods(specs: Iterable[str], models: list[str], *, tau: float = 0.7, 
                 out.append(base)
             for values in itertools.product(*grid.values()):
                 changes = dict(zip(grid, values))
-                label = "adafuse " + " ".join(f"{_SHORT[k]}={v:g}" for k, v in changes.items())
+                label = "adafuse " + " ".join(f"{_SHORT[k]}={v:g}" if isinstance(v, (int, float)) else f"{_SHORT[k]}={v}"
+                                              for k, v in changes.items())
                 out.append(replace(base, label=label, **changes))
         elif name == "fixed":
             try:
@@ -111,7 +122,7 @@ def parse_methods(specs: Iterable[str], models: list[str], *, tau: float = 0.7, 
     return unique
 
 
-_SHORT = {"tau": "tau", "max_words": "M", "branches": "B"}
+_SHORT = {"tau": "tau", "max_words": "M", "branches": "B", "end_marker": "end"}
 
 
 def parse_sweeps(sweeps: Iterable[str]) -> dict[str, list]:
@@ -122,9 +133,13 @@ def parse_sweeps(sweeps: Iterable[str]) -> dict[str, list]:
         field_name = SWEEP_KEYS.get(key.strip().lower())
         if not eq or field_name is None:
             raise InputError(f"bad --sweep {sweep!r}; write e.g. branches=1,2,3 or tau=0.5,0.7,0.9 "
-                             f"(keys: tau, max_words/M, branches/B)")
+                             f"(keys: tau, max_words/M, branches/B, end_marker)")
         parsed = []
         for v in values.split(","):
+            if field_name == "end_marker":
+                parsed.append(v.strip())
+                DecodeConfig(end_marker=parsed[-1]).validated()
+                continue
             try:
                 parsed.append(float(v) if field_name == "tau" else int(v))
             except ValueError:
