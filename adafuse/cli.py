@@ -9,6 +9,7 @@ from pathlib import Path
 from .config import DecodeConfig, unescape_stop
 from .errors import AdafuseError, InputError
 from .models import DEFAULT_PAIR, PRESETS, cache_dir, converted_dir, is_cached
+from .stops import END_MARKERS
 
 # Subcommands that live in their own packages; imported only when used.
 DELEGATED = {"eval": "adafuse.eval.cli", "cases": "adafuse.cases.cli"}
@@ -53,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-new-tokens", type=int, default=64,
                    help="output bound, counted in each model's own tokens (default 64)")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable), e.g. '\\nQuestion:'")
+    g.add_argument("--end-marker", default=DecodeConfig.end_marker, choices=list(END_MARKERS),
+                   help="how a span that reaches a stop string is scored: up to and with the stop string, "
+                        "or up to it plus each model's EOS (default stop; docs/ENGINE.md)")
     g.add_argument("--prompt-format", default="raw", choices=["raw", "chat"])
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     g.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default auto)")
@@ -75,7 +79,8 @@ def _generate(args) -> int:
     stops = tuple(unescape_stop(s) for s in args.stop)
     cfg = DecodeConfig(mode=args.mode, tau=args.tau, max_words=args.max_words, branches=args.branches,
                        fixed_words=args.fixed_words, max_new_tokens=args.max_new_tokens,
-                       prompt_format=args.prompt_format, stop=stops).check_tau_range().validated()
+                       prompt_format=args.prompt_format, stop=stops,
+                       end_marker=args.end_marker).check_tau_range().validated()
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     if cfg.mode == "greedy" and len(names) != 1:
         raise InputError(f"greedy mode decodes with one model: pass one with --models (got {','.join(names)})")

@@ -127,3 +127,17 @@ def test_charts():
     assert list(fig.data[-1].y) == [40.0, 20.0]      # BLEU already 0-100
     no_ref = charts.comparison_figure([R("AdaFuse", 0.9, {A: 1}, {})], [A, B])
     assert len(no_ref.layout.annotations) == 3
+
+
+def test_a_candidate_cut_at_a_stop_string_shows_the_cut():
+    cut = Candidate(" 21\n", [B], False, 1, {A: 0.47, B: 0.70}, {A: 4, B: 4}, score=0.58,
+                    stop="\n", dropped="\nQuestion:")
+    assert render.candidate_label(cut) == " 21\\n ⏹ cut: \\nQuestion:"
+    assert render.candidate_label(Candidate(" 18", [A])) == " 18"
+    t = make_trace()
+    t.rounds[0].candidates.append(cut)
+    rows = render.candidate_table(t)[1]
+    assert rows[len(t.rounds[0].candidates) - 1][2] == " 21\\n ⏹ cut: \\nQuestion:"
+    assert "⏹ cut: \\nQuestion:" in render.candidate_rows_html(t.rounds[0], t.models)
+    again = Trace.from_dict(json.loads(t.to_json())).rounds[0].candidates[-1]
+    assert (again.stop, again.dropped) == ("\n", "\nQuestion:")

@@ -211,7 +211,7 @@ def markdown_report(run: Run, rows: list[tuple[Case, Verdict]], query: Query, ma
                     nll = " | ".join(render.fmt(c.nll.get(m)) for m in trace.models)
                     who = ", ".join(render.short_name(p) for p in c.proposers)
                     lines.append(f"| {rnd.index} | {'✓' if i == rnd.chosen_index else ''} "
-                                 f"| `{_code(repr(c.text)[1:-1])}` | {who} | {nll} | {render.fmt(c.score)} |")
+                                 f"| `{_code(render.candidate_label(c))}` | {who} | {nll} | {render.fmt(c.score)} |")
             lines.append("")
     return "\n".join(lines)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import math
 
-from ..trace import Round, Trace
+from ..trace import Candidate, Round, Trace
 
 # Colour-blind-safe palette (Okabe-Ito, reordered); the i-th selected model gets the i-th colour.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
@@ -46,6 +46,15 @@ def legend_html(models: list[str]) -> str:
     return '<div class="af-legend">' + "".join(keys) + "</div>"
 
 
+def candidate_label(c: Candidate) -> str:
+    """A candidate's text as the tables show it (escapes visible). One that reached a stop string
+    ends the output: ⏹ marks the end, then the proposal's text after it, which no model scored."""
+    text = repr(c.text)[1:-1]
+    if not c.stop:
+        return text
+    return f"{text} ⏹ cut: {repr(c.dropped)[1:-1]}" if c.dropped else f"{text} ⏹"
+
+
 def candidate_rows_html(rnd: Round, models: list[str], with_round: bool = False) -> str:
     """Table rows of a round's candidates: winner mark, text, proposers, each model's NLL, fused score."""
     rows = []
@@ -54,7 +63,7 @@ def candidate_rows_html(rnd: Round, models: list[str], with_round: bool = False)
         first = f"<td>{rnd.index}</td>" if with_round else ""
         nlls = "".join(f"<td>{fmt(c.nll.get(m, float('nan')))}</td>" for m in models)
         rows.append(f"<tr{cls}>{first}<td>{'✓' if i == rnd.chosen_index else ''}</td>"
-                    f"<td class=\"af-cand\">{esc(repr(c.text)[1:-1])}</td>"
+                    f"<td class=\"af-cand\">{esc(candidate_label(c))}</td>"
                     f"<td>{esc(', '.join(short_name(p) for p in c.proposers))}</td>{nlls}"
                     f"<td><b>{fmt(c.score)}</b></td></tr>")
     return "".join(rows)
@@ -138,7 +147,7 @@ def candidate_table(trace: Trace | None) -> tuple[list[str], list[list]]:
     rows = []
     for rnd in (trace.rounds if trace else []):
         for i, c in enumerate(rnd.candidates):
-            rows.append([rnd.index, "✓" if i == rnd.chosen_index else "", repr(c.text)[1:-1],
+            rows.append([rnd.index, "✓" if i == rnd.chosen_index else "", candidate_label(c),
                          ", ".join(short_name(p) for p in c.proposers)]
                         + [_num(c.nll.get(m)) for m in models] + [_num(c.score), c.words])
     return headers, rows
