@@ -122,7 +122,8 @@ def _union(states: list[ModelState], spans: list[list[Span]], committed: str,
                 cand = by_key[key] = Candidate(key[0], [], key[1], span.words)
                 if cut is not None:
                     cand.stop, cand.dropped = cut.stop, cut.dropped
-                    cand.words = min(span.words, len(cut.kept.split()))
+                    # the words before the stop; one that only ends the output counts one, as EOS did
+                    cand.words = min(span.words, max(1, len(cut.kept.split())))
                 candidates.append(cand)
             if state.name not in cand.proposers:
                 cand.proposers.append(state.name)
