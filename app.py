@@ -122,7 +122,8 @@ def build(studio: Studio) -> gr.Blocks:
                                 histogram = gr.Plot(charts.words_histogram(None), label="Words per round",
                                                     elem_id="histogram")
                             with gr.Tab("Compare", id="compare-tab"):
-                                compare_status = gr.Markdown("Runs after each AdaFuse run (or press **Compare**).")
+                                compare_status = gr.Markdown("Runs after each AdaFuse run (or press **Compare**).",
+                                                             elem_id="compare-status")
                                 compare_cards = gr.HTML(js_on_load=None, elem_id="compare-cards")
                                 compare_plot = gr.Plot(label="Methods compared", show_label=False,
                                                        elem_id="compare-plot")
