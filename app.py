@@ -122,13 +122,15 @@ def build(studio: Studio) -> gr.Blocks:
                                 histogram = gr.Plot(charts.words_histogram(None), label="Words per round",
                                                     elem_id="histogram")
                             with gr.Tab("Compare", id="compare-tab"):
-                                compare_status = gr.Markdown("Runs after each AdaFuse run (or press **Compare**).")
+                                compare_status = gr.Markdown("Runs after each AdaFuse run (or press **Compare**).",
+                                                             elem_id="compare-status")
                                 compare_cards = gr.HTML(js_on_load=None, elem_id="compare-cards")
                                 compare_plot = gr.Plot(label="Methods compared", show_label=False,
                                                        elem_id="compare-plot")
                                 compare_table = gr.Dataframe(label="Methods", interactive=False, wrap=True)
                             with gr.Tab("Export", id="export"):
-                                output_text = gr.Textbox(label="Output text", lines=3, buttons=["copy"])
+                                output_text = gr.Textbox(label="Output text", lines=3, buttons=["copy"],
+                                                         elem_id="output-text")
                                 summary = gr.Code(label="Shareable summary (Markdown)", language="markdown",
                                                   lines=12, buttons=["copy", "download"])
                                 with gr.Row():
@@ -151,29 +153,44 @@ def build(studio: Studio) -> gr.Blocks:
 
         task_preset.change(studio.fill_task, task_preset,
                            [prompt, reference, prompt_format, stop, max_new_tokens, task], api_name="task_preset")
-        run_fn = gpu(duration=gpu_duration)(studio.run)
+        slots = concurrency_limit()
+
+        # Stop and Run reach this visitor's running decodes, which end after their current round
+        # and show how they ended; not Gradio's `cancels=`, which kills a decode mid-stream.
+        def stop(request: gr.Request):
+            studio.stop(request.session_hash)
+
+        def announce_run(request: gr.Request):
+            return studio.announce_run(request.session_hash, slots)
+
+        def forget(request: gr.Request):
+            studio.sessions.forget(request.session_hash)
+
+        stop_btn.click(stop, None, None, queue=False, api_name="stop")
+        # registered before the runs: the browser sends one trigger's events in this order
+        for press in (run_btn.click, prompt.submit, cases.rerun.click):
+            press(announce_run, None, status, queue=False, api_visibility="private")
+        demo.unload(forget)
+        run_fn = in_session(gpu(duration=gpu_duration)(studio.run))
         compare_fn = gpu(duration=compare_gpu_duration)(studio.compare)
-        common = dict(concurrency_id="decode", concurrency_limit=concurrency_limit())
+        after_run = compare_after_run(studio, compare_fn)
+        common = dict(concurrency_id="decode", concurrency_limit=slots)
         run_event = run_btn.click(run_fn, decode_inputs, run_outputs, api_name="run", **common)
         prompt_submit = prompt.submit(run_fn, decode_inputs, run_outputs, api_visibility="private", **common)
-        chained = []
         for ev in (run_event, prompt_submit):
-            chained.append(ev.success(maybe_compare(compare_fn), [auto_compare, trace_state] + decode_inputs,
-                                      compare_outputs, api_visibility="private", **common))
-        compare_event = compare_btn.click(compare_fn, [trace_state] + decode_inputs, compare_outputs,
-                                          api_name="compare", **common)
+            ev.success(after_run, [auto_compare, trace_state] + decode_inputs, compare_outputs,
+                       api_visibility="private", **common)
+        compare_btn.click(in_session(compare_fn), [trace_state] + decode_inputs, compare_outputs,
+                          api_name="compare", **common)
         # Cases: a selected item re-runs live in the Studio with the chosen tau / M / B
         rerun = functools.partial(cases_ui.rerun_inputs, presets=presets,
                                   max_tokens_limit=studio.limits.max_new_tokens, allow_custom=allow_custom)
         rerun_fill = cases.rerun.click(rerun, [cases.run, cases.case, cases.focus, cases.tau, cases.max_words,
                                                cases.branches], decode_inputs + [views], api_visibility="private")
         rerun_run = rerun_fill.success(run_fn, decode_inputs, run_outputs, api_visibility="private", **common)
-        chained.append(rerun_run.success(maybe_compare(compare_fn), [auto_compare, trace_state] + decode_inputs,
-                                         compare_outputs, api_visibility="private", **common))
+        rerun_run.success(after_run, [auto_compare, trace_state] + decode_inputs, compare_outputs,
+                          api_visibility="private", **common)
         wire_cases(cases)
-        stop_btn.click(lambda: "**Stopped.** The output so far is kept; nothing is left running.", None,
-                       status, cancels=[run_event, prompt_submit, compare_event, rerun_run] + chained, queue=False,
-                       api_name="stop")
     return demo
 
 
@@ -263,12 +280,23 @@ def wire_cases(c: SimpleNamespace) -> None:
                                                              **private)
 
 
-def maybe_compare(compare_fn):
-    def run(auto, trace, *inputs, progress=gr.Progress()):
-        if not auto:
-            yield tuple(gr.skip() for _ in range(7))
+def in_session(decode):
+    """Gradio hands a callback its request only through a parameter annotated gr.Request; the
+    Studio takes the session id, by which Stop and a new Run find this visitor's decodes."""
+    def run(request: gr.Request, *inputs, progress=gr.Progress()):
+        yield from decode(*inputs, session=request.session_hash, progress=progress)
+    return run
+
+
+def compare_after_run(studio: Studio, compare_fn):
+    """The automatic comparison: not when unchecked, after a stopped run, or once Run was pressed
+    again (checked here, before compare_fn asks ZeroGPU for a GPU)."""
+    def run(request: gr.Request, auto, trace, *inputs, progress=gr.Progress()):
+        why_not = studio.why_not_compare(trace, request.session_hash) if auto else ""
+        if not auto or why_not:
+            yield (why_not or gr.skip(),) + tuple(gr.skip() for _ in range(6))
             return
-        yield from compare_fn(trace, *inputs, progress=progress)
+        yield from compare_fn(trace, *inputs, session=request.session_hash, progress=progress)
     return run
 
 

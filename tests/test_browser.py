@@ -1,14 +1,17 @@
 """A real browser (Debian's Chromium through Playwright) opens the app, runs an example and sees
 the bracketed spans, the candidate table and the Plotly charts; then the Cases view: the gallery,
 a run the harness made opened, filtered, an item selected and re-run. Saves the docs screenshots."""
+import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from test_app_e2e import start_app, stop_app  # noqa: E402
 
+import adafuse  # noqa: E402
 from adafuse.cases import Query, load_trace, open_cases, select  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,3 +148,150 @@ def test_an_error_toast_shows_user_text_literally(page):
     expect(toast).to_be_visible()
     expect(toast).to_contain_text("<b>x</b>_dir")
     assert toast.locator("b").count() == 0
+
+
+# ---- Stop, and a new run while the comparison runs (issue 16, items 1, 2 and 5) ----------------
+
+def pick_example(page, name, hint, max_tokens=None):
+    page.get_by_role("tab", name="Studio").click()
+    page.get_by_role("button", name=name).click()
+    page.wait_for_function(f"document.querySelector('#prompt textarea').value.includes({hint!r})")
+    if max_tokens is not None:
+        number = page.locator("#max-new-tokens input[type=number]")
+        number.fill(str(max_tokens))
+        number.press("Enter")
+
+
+def run_to_done(page):
+    """Run, and wait for this run's 'Done.' (an earlier run's may still be on screen)."""
+    page.evaluate("""() => { const el = document.querySelector('#status'); window.afStarted = false;
+        new MutationObserver(() => { window.afStarted ||= /Decoding|Loading/.test(el.innerText); })
+            .observe(el, {subtree: true, childList: true, characterData: true}); }""")
+    page.locator("#run").click()
+    page.wait_for_function("window.afStarted && document.querySelector('#status').innerText.includes('Done.')",
+                           timeout=300_000)
+
+
+def wait_for_round(page, n):
+    """Until the live status reads 'Decoding… round k' with k >= n."""
+    page.wait_for_function("(n) => { const m = document.querySelector('#status').innerText"
+                           ".match(/round (\\d+)/); return m && +m[1] >= n; }", arg=n, timeout=300_000)
+
+
+def no_error_badges(page):
+    """No "Error" badge on the Studio's outputs (the Cases tab may hold the toast test's)."""
+    outputs = page.locator("#status, #spans, #candidates, #proposals, #histogram, #compare-status, "
+                           "#compare-cards, #compare-plot")
+    sync_api.expect(outputs.get_by_text("Error", exact=True)).to_have_count(0)
+
+
+def download_text(page, button) -> str:
+    with page.expect_download() as info:
+        page.locator(button).click()
+    return Path(info.value.path()).read_text(encoding="utf-8")
+
+
+def test_stop_after_a_completed_run_ends_cleanly_and_exports_the_stopped_run(page, app_url):
+    """Run QA to Done, then a long free chat stopped mid-way: 'Stopped.' with the rounds so far,
+    no cursor and no Error badges, and Export holds the stopped run, not the QA one."""
+    expect = sync_api.expect
+    page.goto(app_url)             # the default pair and settings (the Cases re-run changed them)
+    pick_example(page, "Open-domain QA (4-shot)", "mona lisa")
+    run_to_done(page)
+    pick_example(page, "Free chat", "Singapore", max_tokens=200)
+    page.locator("#run").click()
+    wait_for_round(page, 4)
+    page.locator("#stop").click()
+
+    expect(page.locator("#status")).to_contain_text("Stopped.", timeout=30_000)
+    expect(page.locator("#spans .af-cursor")).to_have_count(0)
+    expect(page.locator("#spans")).not_to_contain_text("decoding…")
+    no_error_badges(page)
+    assert page.locator("#spans .af-span").count() >= 4
+    shown = page.locator("#spans .af-spans").inner_text()
+    proposal_rows = int(page.locator("#proposals [role=grid]").get_attribute("aria-rowcount")) - 1
+
+    page.get_by_role("tab", name="Export").click()
+    text = page.locator("#output-text textarea").input_value()
+    assert text.strip() and re.sub(r"[\s\[\]⋔]", "", shown) == re.sub(r"\s", "", text)
+    trace = json.loads(download_text(page, "#download-json"))
+    assert "Singapore" in trace["prompt"] and trace["text"] == text
+    assert trace["stats"]["stop_reason"] == "cancelled" and len(trace["rounds"]) >= 4
+    assert proposal_rows == 2 * len(trace["rounds"])         # the table holds every round so far
+    summary = download_text(page, "#download-md")
+    assert "Singapore" in summary and "mona lisa" not in summary
+    # a stopped run is not compared: the Compare tab says so instead of comparing it
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#compare-status")).to_contain_text("the run was stopped", timeout=30_000)
+    page.get_by_role("tab", name="Rounds").click()
+
+
+def test_stop_during_the_comparison_ends_it_cleanly(page):
+    expect = sync_api.expect
+    auto_compare(page).check()
+    pick_example(page, "Open-domain QA (4-shot)", "mona lisa")
+    run_to_done(page)
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#compare-status")).to_contain_text("(2/5)", timeout=300_000)
+    page.locator("#stop").click()
+    expect(page.locator("#compare-status")).to_contain_text("Comparison stopped", timeout=30_000)
+    expect(page.locator("#compare-status")).not_to_contain_text("Running")
+    assert page.locator("#compare-cards .af-card").count() >= 2      # the methods measured so far
+    expect(page.locator("#status")).to_contain_text("Done.")        # the run itself stays done
+    no_error_badges(page)
+    page.get_by_role("tab", name="Rounds").click()
+
+
+def auto_compare(page):
+    return page.get_by_label("Compare with single models and fixed-length rounds after each run")
+
+
+def test_stop_with_nothing_running_changes_nothing(page):
+    auto_compare(page).uncheck()
+    pick_example(page, "Open-domain QA (4-shot)", "mona lisa")
+    run_to_done(page)
+    shown = page.locator("#status [data-testid=markdown]")
+    before = shown.inner_text()
+    with page.expect_response(lambda r: r.request.method == "POST"):
+        page.locator("#stop").click()
+    page.wait_for_timeout(1000)                      # what the answer would have written is written
+    assert shown.inner_text() == before
+    no_error_badges(page)
+    auto_compare(page).check()
+
+
+def test_a_new_run_does_not_wait_for_the_comparison(page):
+    """The automatic comparison holds the only decode slot; a new Run pre-empts it instead of
+    queueing behind it, and the Compare tab says why it ended."""
+    expect = sync_api.expect
+    auto_compare(page).check()
+    pick_example(page, "Open-domain QA (4-shot)", "mona lisa")
+    run_to_done(page)
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#compare-status")).to_contain_text("(1/5)", timeout=300_000)
+    page.locator("#run").click()
+    expect(page.locator("#compare-status")).to_contain_text("cancelled by a new run", timeout=30_000)
+    expect(page.locator("#status")).to_contain_text("Done.", timeout=300_000)
+    no_error_badges(page)
+    page.get_by_role("tab", name="Rounds").click()
+
+
+def test_a_run_that_waits_for_the_decoder_says_what_for(page, app_url):
+    """Another visitor's decode holds the slot: the Run says it waits for it, then runs."""
+    from gradio_client import Client
+
+    expect = sync_api.expect
+    page.locator("#stop").click()                  # this tab's own comparison, if one still runs
+    client = Client(app_url, verbose=False)
+    prompt, reference, fmt, stop, _, kind = client.predict("Grade-school math (step by step)",
+                                                           api_name="/task_preset")
+    other = client.submit(*adafuse.DEFAULT_PAIR, "(none)", prompt, 0.7, 3, 1, 48, stop, fmt, kind, reference,
+                          api_name="/run")
+    while not other.outputs() and not other.done():
+        time.sleep(0.2)
+    pick_example(page, "Open-domain QA (4-shot)", "mona lisa")
+    page.locator("#run").click()
+    expect(page.locator("#status")).to_contain_text("Waiting for another request", timeout=30_000)
+    expect(page.locator("#status")).to_contain_text("Done.", timeout=300_000)
+    assert other.result(timeout=300)[0].startswith("**Done.**")
+    no_error_badges(page)

@@ -174,6 +174,37 @@ def test_compare_reuses_the_run_and_scores_every_method(studio, qa_run):
     fresh.close()
 
 
+def test_stop_ends_the_run_after_its_round_and_renders_it(studio):
+    """Stop (issue 16): the session's run ends after the current round with every output, the
+    exports included, being the stopped run's; another session's run is untouched."""
+    gen = studio.run(*inputs(studio, task="Free chat", max_new_tokens=40), session="s")
+    next(gen), next(gen), next(gen)                   # status, rounds 1 and 2
+    studio.stop("other")
+    assert "Decoding" in next(gen)[0]
+    studio.stop("s")
+    status, spans, cands, props, hist, state, text, summary, json_path, md_path = drain(gen)[-1]
+    trace = Trace.from_dict(state)
+    assert status.startswith("**Stopped.**") and "stopped: Stop pressed" in status
+    assert trace.stats.stop_reason == "cancelled" and 3 <= len(trace.rounds) < 40
+    assert "af-cursor" not in spans and text == trace.text and len(props) == 2 * len(trace.rounds)
+    assert json.loads(open(json_path, encoding="utf-8").read()) == json.loads(trace.to_json())
+    assert open(md_path, encoding="utf-8").read() == summary and "Singapore" in summary
+    assert studio.why_not_compare(state, "s") == "Not compared: the run was stopped."
+
+
+def test_a_new_run_ends_the_sessions_comparison(studio, qa_run):
+    """A Run press (issue 16, item 5): the session's comparison gives up the decode slot after
+    its current round; another session is told that its run waits."""
+    gen = studio.compare(qa_run[-1][5], *inputs(studio, max_new_tokens=3), session="s")
+    assert next(gen)[0].startswith("Running greedy")
+    assert studio.announce_run("t", slots=1).startswith("Waiting for another request")
+    assert studio.announce_run("s", slots=1) == "Stopping the comparison to start this run…"
+    status, cards, fig, table, *rest = drain(gen)[-1]
+    assert status.startswith("Comparison cancelled by a new run; 1 of 6 methods measured")
+    assert list(table["method"]) == ["AdaFuse"]
+    assert studio.why_not_compare(qa_run[-1][5], "s") == "Comparison cancelled by a new run."
+
+
 def test_time_limit_stops_decoding_and_says_so(lms, tmp_path):
     st = Studio(store=ModelStore(lambda n, p=None: {lm.name: lm for lm in lms}[n]),
                 limits=Limits(time_limit_s=1e-6), export_dir=str(tmp_path))
@@ -208,7 +239,7 @@ def test_model_output_is_escaped_on_the_callback_path(tmp_path):
         PRESETS = adafuse.PRESETS
 
         @staticmethod
-        def stream(lms, prompt, cfg, max_seconds=None):
+        def stream(lms, prompt, cfg, max_seconds=None, should_stop=None):
             t = Trace(prompt, "adafuse", [A, B], cfg.to_dict())
             for i, s in enumerate(evil):
                 c = Candidate(s, [A], False, 1, {A: 1.0, B: 2.0}, {A: 3, B: 4}, score=1.5)

@@ -25,6 +25,7 @@ from ..trace import Trace
 from . import charts, compare, render
 from .model_store import ModelStore, check_model_names, free_memory
 from .scoring import OutputScorer
+from .sessions import NEW_RUN, Sessions
 from .presets import load_task_presets, parse_stop, stop_to_text
 from .metrics import TASKS
 
@@ -127,6 +128,7 @@ class Studio:
         self.store = store or ModelStore(self._load_one, api.unavailable)
         self.export_dir = Path(export_dir or tempfile.mkdtemp(prefix="adafuse-exports-"))
         self.tasks = load_task_presets()
+        self.sessions = Sessions()
 
     # ---- models -----------------------------------------------------------------------------
     def _load_one(self, name, progress=None):
@@ -157,11 +159,12 @@ class Studio:
                 min(p.max_new_tokens, self.limits.max_new_tokens), p.task)
 
     # ---- AdaFuse run ------------------------------------------------------------------------
-    def run(self, *inputs, progress=gr.Progress()):
-        """Stream an AdaFuse decode; yields the run outputs after every round.
+    def run(self, *inputs, session=None, progress=gr.Progress()):
+        """Stream an AdaFuse decode; yields the run outputs after every round. A Stop of the
+        session (self.sessions) ends it after the current round, rendered like any other end.
         Outputs: status, spans, candidates, proposals, histogram, trace state, plain text,
         summary, JSON file, Markdown file."""
-        with _user_errors():
+        with _user_errors(), self.sessions.job(session, "run") as job:
             req = self.parse(*inputs)
             if self.store.loaded != list(req.models):
                 yield self._status_only(f"Loading {', '.join(req.models)}… (the first run converts "
@@ -170,7 +173,8 @@ class Studio:
                 yield self._status_only("Decoding…")
             lms = self.models_for(req, progress)
             last_table, trace = 0.0, None
-            stream = self.api.stream(lms, req.prompt, req.cfg, max_seconds=self.limits.time_limit_s)
+            stream = self.api.stream(lms, req.prompt, req.cfg, max_seconds=self.limits.time_limit_s,
+                                     should_stop=job.should_stop)
             try:
                 for trace in stream:
                     now = time.monotonic()
@@ -188,6 +192,7 @@ class Studio:
             if trace.stats.stop_reason == "time_limit":
                 note = (f"Stopped after the per-request time limit of {self.limits.time_limit_s:g} s; "
                         "the output so far is shown.")
+            self.sessions.run_ended(session)
             yield self._final(trace, req, note)
 
     def _status_only(self, message: str):
@@ -202,9 +207,12 @@ class Studio:
                 charts.words_histogram(trace), gr.skip(), trace.text, gr.skip(), gr.skip(), gr.skip())
 
     def _final(self, trace: Trace, req: RunRequest, note: str = ""):
-        status = "**Done.** " + render.status_line(trace)
-        if note:
-            status = "**" + note + "**  \n" + render.status_line(trace)
+        """The end of a run, also a stopped one: every output, the exports included, is this run's."""
+        stopped = trace.stats.stop_reason == "cancelled"
+        headline = "**" + (note or ("Stopped." if stopped else "Done.")) + "**"
+        status = headline + ("  \n" if note else " ") + render.status_line(trace)
+        if stopped and not trace.rounds:
+            status += "  \nNothing was committed before the Stop; the exports hold the prompt only."
         summary = render.summary_markdown(trace, reference=req.reference, task=req.task)
         return (html.escape(status, quote=False), render.spans_html(trace, note=note),
                 _table(render.candidate_table(trace)), _table(render.proposal_table(trace)),
@@ -226,19 +234,36 @@ class Studio:
                 pass                                # another request pruned it first
         return str(path)
 
+    # ---- Stop and Run presses ---------------------------------------------------------------
+    def stop(self, session) -> None:
+        """Stop: the session's running decodes end after their current round and render their
+        own end; with none running nothing changes."""
+        self.sessions.stop(session)
+
+    def announce_run(self, session, slots: int):
+        """Run pressed, before the run is queued: the session's comparison gives way, and the
+        status says what the run waits for, if anything."""
+        waits_for = self.sessions.new_run(session, slots)
+        return waits_for or gr.skip()
+
     # ---- comparison -------------------------------------------------------------------------
-    def compare(self, trace_state, *inputs, progress=gr.Progress()):
+    def compare(self, trace_state, *inputs, session=None, progress=gr.Progress()):
         """AdaFuse (reusing the last run when it matches the inputs) against each model alone
-        (greedy) and fixed-length rounds L = 1, 2, 3. Yields after each method.
+        (greedy) and fixed-length rounds L = 1, 2, 3. Yields after each method. A Stop or a new
+        Run of the session ends it after the current round, keeping the methods measured so far.
         Outputs: status, cards, chart, metrics table, summary, Markdown file, results state."""
-        with _user_errors():
+        with _user_errors(), self.sessions.job(session, "compare") as job:
             req = self.parse(*inputs)
             lms = self.models_for(req, progress)
             t0 = time.monotonic()
             trace = _matching_trace(trace_state, req)
             if trace is None:
                 yield ("Running AdaFuse…",) + tuple(gr.skip() for _ in range(6))
-                trace = self.api.generate(lms, req.prompt, req.cfg, max_seconds=self.limits.time_limit_s)
+                trace = self.api.generate(lms, req.prompt, req.cfg, max_seconds=self.limits.time_limit_s,
+                                          should_stop=job.should_stop)
+                if job.ended_by:
+                    yield (_ended_note(job, 0, 0),) + tuple(gr.skip() for _ in range(6))
+                    return
             scorer = OutputScorer(lms, req.prompt, req.cfg.prompt_format)
             results = [compare.measure("AdaFuse", trace, scorer, req.task, req.reference)]
             steps = compare.plan(lms, req.cfg)
@@ -251,10 +276,23 @@ class Studio:
                     break
                 yield self._compare_out(results, lms, trace, req, f"Running {name} ({i + 1}/{len(steps)})…",
                                         final=False)
-                out = self.api.generate(subset, req.prompt, cfg, max_seconds=left)
+                out = self.api.generate(subset, req.prompt, cfg, max_seconds=left, should_stop=job.should_stop)
+                if job.ended_by:                   # a cut decode is not measured
+                    note = _ended_note(job, len(results), len(steps) + 1)
+                    yield self._compare_out(results, lms, trace, req, note, final=False)
+                    return
                 results.append(compare.measure(name, out, scorer, req.task, req.reference))
             done = f"**Done.** Compared {len(results)} methods in {time.monotonic() - t0:.1f} s."
             yield self._compare_out(results, lms, trace, req, note or done, final=True)
+
+    def why_not_compare(self, trace_state, session) -> str:
+        """Why the automatic comparison after a run should not start ('' when it should): the
+        run was stopped, or Run was pressed again and that new run must not wait behind it."""
+        if isinstance(trace_state, dict) and trace_state.get("stats", {}).get("stop_reason") == "cancelled":
+            return "Not compared: the run was stopped."
+        if self.sessions.run_asked_since_last_run(session):
+            return "Comparison cancelled by a new run."
+        return ""
 
     def _compare_out(self, results, lms, trace, req, status, final):
         models = [lm.name for lm in lms]
@@ -266,6 +304,11 @@ class Studio:
         summary = render.summary_markdown(trace, results, req.reference, req.task)
         return (html.escape(status), cards, fig, table, summary, self._export(summary, "md"),
                 [r.to_dict() for r in results])
+
+
+def _ended_note(job, measured: int, total: int) -> str:
+    what = "cancelled by a new run" if job.ended_by == NEW_RUN else "stopped"
+    return f"Comparison {what}" + (f"; {measured} of {total} methods measured." if total else ".")
 
 
 def _matching_trace(state, req: RunRequest) -> Trace | None:

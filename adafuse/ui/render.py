@@ -12,7 +12,7 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 BRANCH_MARK = "⋔"
 STOP_REASONS = {"eos": "end of sequence", "max_new_tokens": "max new tokens reached",
                 "stop_string": "stop string", "context_full": "context window full",
-                "cancelled": "cancelled", "time_limit": "time limit reached"}
+                "cancelled": "Stop pressed", "time_limit": "time limit reached"}
 
 
 def model_colors(models: list[str]) -> dict[str, str]:
