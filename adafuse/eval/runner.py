@@ -47,12 +47,12 @@ class Method:
     max_words: int = 3
     branches: int = 1
     fixed_words: int = 1
-    end_marker: str = "stop"       # DecodeConfig.end_marker: how a span reaching a stop string is scored
+    end_marker: str = DecodeConfig.end_marker   # how a span reaching a stop string is scored
 
     @property
     def slug(self) -> str:
         """File name: says every setting, so a resumed run never mixes settings."""
-        end = "" if self.end_marker == "stop" else f"_end{self.end_marker}"
+        end = "" if self.end_marker == DecodeConfig.end_marker else f"_end{self.end_marker}"
         if self.mode == "adafuse":
             return _safe(f"adafuse_tau{self.tau:g}_M{self.max_words}_B{self.branches}{end}")
         if self.mode == "fixed":
