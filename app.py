@@ -309,8 +309,8 @@ def main():
                default_concurrency_limit=concurrency_limit())
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
-                css_paths=[ASSETS / "style.css"], theme=gr.themes.Soft(),
-                favicon_path=str(ASSETS / "logo.svg"), show_error=True)
+                css_paths=[ASSETS / "style.css"], head=f"<script>{(ASSETS / 'hovercards.js').read_text()}</script>",
+                theme=gr.themes.Soft(), favicon_path=str(ASSETS / "logo.svg"), show_error=True)
 
 
 if __name__ == "__main__":

@@ -295,3 +295,59 @@ def test_a_run_that_waits_for_the_decoder_says_what_for(page, app_url):
     expect(page.locator("#status")).to_contain_text("Done.", timeout=300_000)
     assert other.result(timeout=300)[0].startswith("**Done.**")
     no_error_badges(page)
+
+
+# ---- Hover cards on screen, desktop and phone (issue 16, item 4) --------------------------------
+
+DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
+
+
+def choose(page, box, value):
+    """Pick a dropdown's choice by its value (its label may carry a note such as '(embedded)')."""
+    page.locator(f"{box} input").click()
+    page.get_by_role("option", name=re.compile("^" + re.escape(value))).first.click()
+
+
+def inside(box, viewport) -> bool:
+    return (box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= viewport["width"]
+            and box["y"] + box["height"] <= viewport["height"])
+
+
+def test_every_hover_card_lies_inside_the_viewport(page, app_url):
+    """The cards opened from the span's left edge, up to 680 px wide: half of a 32-token run's
+    ended past a 1440 px screen, and on a phone past 390 px. Escape closes a focused card."""
+    from conftest import TEST_PAIR
+
+    expect = sync_api.expect
+    page.goto(app_url)
+    page.set_viewport_size(DESKTOP)
+    auto_compare(page).uncheck()
+    choose(page, "#model-a", TEST_PAIR[0])
+    choose(page, "#model-b", TEST_PAIR[1])
+    pick_example(page, "Free chat", "Singapore", max_tokens=32)
+    run_to_done(page)
+    spans = page.locator("#spans .af-span")
+    assert spans.count() >= 8
+    try:
+        for viewport in (DESKTOP, PHONE):
+            page.set_viewport_size(viewport)
+            outside = []
+            for i in range(spans.count()):
+                page.mouse.move(0, 0)                 # the previous card closes
+                spans.nth(i).hover()
+                tip = spans.nth(i).locator(".af-tip")
+                expect(tip).to_be_visible()
+                box = tip.bounding_box()
+                if not inside(box, viewport):
+                    outside.append((i, {k: round(v) for k, v in box.items()}))
+            assert not outside, f"cards outside {viewport}: {outside}"
+        page.mouse.move(0, 0)
+        last = spans.last
+        last.focus()
+        expect(last.locator(".af-tip")).to_be_visible()
+        assert inside(last.locator(".af-tip").bounding_box(), PHONE)
+        page.keyboard.press("Escape")
+        expect(last.locator(".af-tip")).to_be_hidden()
+    finally:
+        page.set_viewport_size({"width": 1440, "height": 1000})
+        auto_compare(page).check()
