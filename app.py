@@ -127,7 +127,8 @@ def build(studio: Studio) -> gr.Blocks:
                                 compare_cards = gr.HTML(js_on_load=None, elem_id="compare-cards")
                                 compare_plot = gr.Plot(label="Methods compared", show_label=False,
                                                        elem_id="compare-plot")
-                                compare_table = gr.Dataframe(label="Methods", interactive=False, wrap=True)
+                                compare_table = gr.Dataframe(label="Methods", interactive=False, wrap=True,
+                                                             elem_id="compare-table")
                             with gr.Tab("Export", id="export"):
                                 output_text = gr.Textbox(label="Output text", lines=3, buttons=["copy"],
                                                          elem_id="output-text")

@@ -351,3 +351,49 @@ def test_every_hover_card_lies_inside_the_viewport(page, app_url):
     finally:
         page.set_viewport_size({"width": 1440, "height": 1000})
         auto_compare(page).check()
+
+
+# ---- Tables and charts readable on desktop and phone (issue 16, item 8) -------------------------
+
+HEADER_LINES = """(sel) => [...document.querySelectorAll(sel + ' th .header')].map((h) => {
+    const r = document.createRange(); r.selectNodeContents(h);
+    const tops = new Set([...r.getClientRects()].filter((b) => b.width > 0).map((b) => Math.round(b.top)));
+    return [h.innerText.trim(), tops.size]; })"""
+
+
+def broken_headers(page, table):
+    """Header cells rendered on more lines than they have words (broken inside a word); a line
+    may end after a hyphen ("smollm2-135m-instruct" counts three words)."""
+    cells = page.evaluate(HEADER_LINES, table)
+    assert cells, f"no header cells in {table}"
+    return [(text, lines) for text, lines in cells if lines > len(re.findall(r"[^\s-]+-?", text))]
+
+
+def test_table_headers_and_compare_charts_stay_readable(page, app_url):
+    """Headers broke mid-word ('rou nd', 'win ner') on desktop and letter by letter on a phone,
+    and the Compare tab's charts were squeezed into 326 px on a phone."""
+    from conftest import TEST_PAIR
+
+    expect = sync_api.expect
+    page.goto(app_url)
+    page.set_viewport_size(DESKTOP)
+    choose(page, "#model-a", TEST_PAIR[0])
+    choose(page, "#model-b", TEST_PAIR[1])
+    pick_example(page, "Open-domain QA (4-shot)", "mona lisa")
+    run_to_done(page)
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#compare-cards .af-card").nth(4)).to_be_visible(timeout=300_000)
+    expect(page.locator("#compare-plot .js-plotly-plot")).to_be_visible()
+    try:
+        for viewport in (DESKTOP, PHONE):
+            page.set_viewport_size(viewport)
+            page.get_by_role("tab", name="Compare").click()
+            assert broken_headers(page, "#compare-table") == [], viewport
+            if viewport is PHONE:
+                widths = [b["width"] for b in (d.bounding_box() for d in page.locator("#compare-plot .nsewdrag").all())]
+                assert len(widths) == 4 and min(widths) >= 300, widths
+            page.get_by_role("tab", name="Rounds").click()
+            for table in ("#candidates", "#proposals"):
+                assert broken_headers(page, table) == [], (viewport, table)
+    finally:
+        page.set_viewport_size({"width": 1440, "height": 1000})
