@@ -103,13 +103,15 @@ def build(studio: Studio) -> gr.Blocks:
                                             label="Task kind (picks the metrics)")
                         auto_compare = gr.Checkbox(True, label="Compare with single models and fixed-length rounds "
                                                                "after each run")
-                        with gr.Row():
-                            run_btn = gr.Button("Run AdaFuse", variant="primary", elem_id="run")
-                            compare_btn = gr.Button("Compare", elem_id="compare")
-                            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                         gr.Examples([[name] for name in studio.tasks], inputs=[task_preset], label="Examples")
 
                     with gr.Column(scale=7, min_width=480):
+                        # the buttons sit above the status and output they change: next to them on a
+                        # desktop's first screen, and just above them on a phone (one row there too)
+                        with gr.Row():
+                            run_btn = gr.Button("Run AdaFuse", variant="primary", elem_id="run", min_width=120)
+                            compare_btn = gr.Button("Compare", elem_id="compare", min_width=80)
+                            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", min_width=80)
                         status = gr.Markdown("Pick models and a prompt, then **Run AdaFuse**. The first run loads "
                                              "(and, once, converts) the models.", elem_id="status")
                         spans = gr.HTML(render.spans_html(None), js_on_load=None, elem_id="spans")

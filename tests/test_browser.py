@@ -397,3 +397,19 @@ def test_table_headers_and_compare_charts_stay_readable(page, app_url):
                 assert broken_headers(page, table) == [], (viewport, table)
     finally:
         page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def test_run_and_its_feedback_are_in_view_together(page, app_url):
+    """Run sat at y ~ 1850 at 1440x900 while the status and output were at the top; on a phone
+    the output started 438 px below Run (issue 16, item 6)."""
+    try:
+        page.set_viewport_size(DESKTOP)
+        page.goto(app_url)
+        for el in ("#run", "#stop", "#status"):
+            assert inside(page.locator(el).bounding_box(), DESKTOP), el
+        page.set_viewport_size(PHONE)
+        run, status, output = (page.locator(el).bounding_box() for el in ("#run", "#status", "#spans"))
+        assert 0 <= status["y"] - (run["y"] + run["height"]) <= 60, (run, status)   # right below Run
+        assert output["y"] + 80 <= run["y"] + PHONE["height"], (run, output)       # on Run's screen
+    finally:
+        page.set_viewport_size({"width": 1440, "height": 1000})
