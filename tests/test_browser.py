@@ -413,3 +413,19 @@ def test_run_and_its_feedback_are_in_view_together(page, app_url):
         assert output["y"] + 80 <= run["y"] + PHONE["height"], (run, output)       # on Run's screen
     finally:
         page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def test_the_cases_table_keeps_readable_columns_on_a_phone(page, app_url):
+    """On a phone the items table squeezed its text columns into 36-65 px, one word per line; they
+    keep their width and the table scrolls sideways (issue 16, item 8)."""
+    try:
+        page.set_viewport_size(PHONE)
+        page.goto(app_url)
+        page.get_by_role("tab", name="Cases").click()
+        sync_api.expect(page.locator("#cases-table th").first).to_be_visible()
+        widths = page.evaluate("[...document.querySelectorAll('#cases-table th')].map((th) => "
+                               "[th.innerText.trim(), th.getBoundingClientRect().width])")
+        text_columns = widths[2:-3]              # question, reference, each method's answer
+        assert text_columns and all(w >= 120 for _, w in text_columns), widths
+    finally:
+        page.set_viewport_size({"width": 1440, "height": 1000})
