@@ -103,13 +103,15 @@ def build(studio: Studio) -> gr.Blocks:
                                             label="Task kind (picks the metrics)")
                         auto_compare = gr.Checkbox(True, label="Compare with single models and fixed-length rounds "
                                                                "after each run")
-                        with gr.Row():
-                            run_btn = gr.Button("Run AdaFuse", variant="primary", elem_id="run")
-                            compare_btn = gr.Button("Compare", elem_id="compare")
-                            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                         gr.Examples([[name] for name in studio.tasks], inputs=[task_preset], label="Examples")
 
                     with gr.Column(scale=7, min_width=480):
+                        # the buttons sit above the status and output they change: next to them on a
+                        # desktop's first screen, and just above them on a phone (one row there too)
+                        with gr.Row():
+                            run_btn = gr.Button("Run AdaFuse", variant="primary", elem_id="run", min_width=120)
+                            compare_btn = gr.Button("Compare", elem_id="compare", min_width=80)
+                            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", min_width=80)
                         status = gr.Markdown("Pick models and a prompt, then **Run AdaFuse**. The first run loads "
                                              "(and, once, converts) the models.", elem_id="status")
                         spans = gr.HTML(render.spans_html(None), js_on_load=None, elem_id="spans")
@@ -127,7 +129,8 @@ def build(studio: Studio) -> gr.Blocks:
                                 compare_cards = gr.HTML(js_on_load=None, elem_id="compare-cards")
                                 compare_plot = gr.Plot(label="Methods compared", show_label=False,
                                                        elem_id="compare-plot")
-                                compare_table = gr.Dataframe(label="Methods", interactive=False, wrap=True)
+                                compare_table = gr.Dataframe(label="Methods", interactive=False, wrap=True,
+                                                             elem_id="compare-table")
                             with gr.Tab("Export", id="export"):
                                 output_text = gr.Textbox(label="Output text", lines=3, buttons=["copy"],
                                                          elem_id="output-text")
@@ -309,8 +312,8 @@ def main():
                default_concurrency_limit=concurrency_limit())
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
-                css_paths=[ASSETS / "style.css"], theme=gr.themes.Soft(),
-                favicon_path=str(ASSETS / "logo.svg"), show_error=True)
+                css_paths=[ASSETS / "style.css"], head=f"<script>{(ASSETS / 'hovercards.js').read_text()}</script>",
+                theme=gr.themes.Soft(), favicon_path=str(ASSETS / "logo.svg"), show_error=True)
 
 
 if __name__ == "__main__":

@@ -295,3 +295,137 @@ def test_a_run_that_waits_for_the_decoder_says_what_for(page, app_url):
     expect(page.locator("#status")).to_contain_text("Done.", timeout=300_000)
     assert other.result(timeout=300)[0].startswith("**Done.**")
     no_error_badges(page)
+
+
+# ---- Hover cards on screen, desktop and phone (issue 16, item 4) --------------------------------
+
+DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
+
+
+def choose(page, box, value):
+    """Pick a dropdown's choice by its value (its label may carry a note such as '(embedded)')."""
+    page.locator(f"{box} input").click()
+    page.get_by_role("option", name=re.compile("^" + re.escape(value))).first.click()
+
+
+def inside(box, viewport) -> bool:
+    return (box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= viewport["width"]
+            and box["y"] + box["height"] <= viewport["height"])
+
+
+def test_every_hover_card_lies_inside_the_viewport(page, app_url):
+    """The cards opened from the span's left edge, up to 680 px wide: half of a 32-token run's
+    ended past a 1440 px screen, and on a phone past 390 px. Escape closes a focused card."""
+    from conftest import TEST_PAIR
+
+    expect = sync_api.expect
+    page.goto(app_url)
+    page.set_viewport_size(DESKTOP)
+    auto_compare(page).uncheck()
+    choose(page, "#model-a", TEST_PAIR[0])
+    choose(page, "#model-b", TEST_PAIR[1])
+    pick_example(page, "Free chat", "Singapore", max_tokens=32)
+    run_to_done(page)
+    spans = page.locator("#spans .af-span")
+    assert spans.count() >= 8
+    try:
+        for viewport in (DESKTOP, PHONE):
+            page.set_viewport_size(viewport)
+            outside = []
+            for i in range(spans.count()):
+                page.mouse.move(0, 0)                 # the previous card closes
+                spans.nth(i).hover()
+                tip = spans.nth(i).locator(".af-tip")
+                expect(tip).to_be_visible()
+                box = tip.bounding_box()
+                if not inside(box, viewport):
+                    outside.append((i, {k: round(v) for k, v in box.items()}))
+            assert not outside, f"cards outside {viewport}: {outside}"
+        page.mouse.move(0, 0)
+        last = spans.last
+        last.focus()
+        expect(last.locator(".af-tip")).to_be_visible()
+        assert inside(last.locator(".af-tip").bounding_box(), PHONE)
+        page.keyboard.press("Escape")
+        expect(last.locator(".af-tip")).to_be_hidden()
+    finally:
+        page.set_viewport_size({"width": 1440, "height": 1000})
+        auto_compare(page).check()
+
+
+# ---- Tables and charts readable on desktop and phone (issue 16, item 8) -------------------------
+
+HEADER_LINES = """(sel) => [...document.querySelectorAll(sel + ' th .header')].map((h) => {
+    const r = document.createRange(); r.selectNodeContents(h);
+    const tops = new Set([...r.getClientRects()].filter((b) => b.width > 0).map((b) => Math.round(b.top)));
+    return [h.innerText.trim(), tops.size]; })"""
+
+
+def broken_headers(page, table):
+    """Header cells rendered on more lines than they have words (broken inside a word); a line
+    may end after a hyphen ("smollm2-135m-instruct" counts three words)."""
+    cells = page.evaluate(HEADER_LINES, table)
+    assert cells, f"no header cells in {table}"
+    return [(text, lines) for text, lines in cells if lines > len(re.findall(r"[^\s-]+-?", text))]
+
+
+def test_table_headers_and_compare_charts_stay_readable(page, app_url):
+    """Headers broke mid-word ('rou nd', 'win ner') on desktop and letter by letter on a phone,
+    and the Compare tab's charts were squeezed into 326 px on a phone."""
+    from conftest import TEST_PAIR
+
+    expect = sync_api.expect
+    page.goto(app_url)
+    page.set_viewport_size(DESKTOP)
+    choose(page, "#model-a", TEST_PAIR[0])
+    choose(page, "#model-b", TEST_PAIR[1])
+    pick_example(page, "Open-domain QA (4-shot)", "mona lisa")
+    run_to_done(page)
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#compare-cards .af-card").nth(4)).to_be_visible(timeout=300_000)
+    expect(page.locator("#compare-plot .js-plotly-plot")).to_be_visible()
+    try:
+        for viewport in (DESKTOP, PHONE):
+            page.set_viewport_size(viewport)
+            page.get_by_role("tab", name="Compare").click()
+            assert broken_headers(page, "#compare-table") == [], viewport
+            if viewport is PHONE:
+                widths = [b["width"] for b in (d.bounding_box() for d in page.locator("#compare-plot .nsewdrag").all())]
+                assert len(widths) == 4 and min(widths) >= 300, widths
+            page.get_by_role("tab", name="Rounds").click()
+            for table in ("#candidates", "#proposals"):
+                assert broken_headers(page, table) == [], (viewport, table)
+    finally:
+        page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def test_run_and_its_feedback_are_in_view_together(page, app_url):
+    """Run sat at y ~ 1850 at 1440x900 while the status and output were at the top; on a phone
+    the output started 438 px below Run (issue 16, item 6)."""
+    try:
+        page.set_viewport_size(DESKTOP)
+        page.goto(app_url)
+        for el in ("#run", "#stop", "#status"):
+            assert inside(page.locator(el).bounding_box(), DESKTOP), el
+        page.set_viewport_size(PHONE)
+        run, status, output = (page.locator(el).bounding_box() for el in ("#run", "#status", "#spans"))
+        assert 0 <= status["y"] - (run["y"] + run["height"]) <= 60, (run, status)   # right below Run
+        assert output["y"] + 80 <= run["y"] + PHONE["height"], (run, output)       # on Run's screen
+    finally:
+        page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def test_the_cases_table_keeps_readable_columns_on_a_phone(page, app_url):
+    """On a phone the items table squeezed its text columns into 36-65 px, one word per line; they
+    keep their width and the table scrolls sideways (issue 16, item 8)."""
+    try:
+        page.set_viewport_size(PHONE)
+        page.goto(app_url)
+        page.get_by_role("tab", name="Cases").click()
+        sync_api.expect(page.locator("#cases-table th").first).to_be_visible()
+        widths = page.evaluate("[...document.querySelectorAll('#cases-table th')].map((th) => "
+                               "[th.innerText.trim(), th.getBoundingClientRect().width])")
+        text_columns = widths[2:-3]              # question, reference, each method's answer
+        assert text_columns and all(w >= 120 for _, w in text_columns), widths
+    finally:
+        page.set_viewport_size({"width": 1440, "height": 1000})

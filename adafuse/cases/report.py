@@ -13,6 +13,7 @@ from .select import OUTCOMES, SORTS, Query, Verdict, is_binary
 
 METRIC_NAMES = {"em": "EM", "f1": "F1", "accuracy": "accuracy", "chrf": "chrF", "bleu": "BLEU"}
 STYLE = Path(__file__).resolve().parents[2] / "assets" / "style.css"
+HOVER_JS = STYLE.with_name("hovercards.js")     # places the hover cards, as in the app
 
 
 def short(text: str, n: int) -> str:
@@ -233,9 +234,10 @@ def html_report(run: Run, rows: list[tuple[Case, Verdict]], query: Query, matche
                 body.append(f"<h3>Rounds with competing candidates</h3>{rounds_html(trace, fought)}")
         body.append("</section>")
     css = STYLE.read_text(encoding="utf-8") if STYLE.is_file() else ""
+    js = HOVER_JS.read_text(encoding="utf-8") if HOVER_JS.is_file() else ""
     return ("<!doctype html><html><head><meta charset=\"utf-8\"><title>AdaFuse cases</title>"
             f"<style>{css}\nbody{{font-family:system-ui,sans-serif;max-width:1200px;margin:24px auto;padding:0 16px}}"
-            ".af-case{margin:28px 0;padding-top:8px;border-top:1px solid #ddd}</style></head><body>"
+            f".af-case{{margin:28px 0;padding-top:8px;border-top:1px solid #ddd}}</style><script>{js}</script></head><body>"
             + "".join(body) + "</body></html>\n")
 
 

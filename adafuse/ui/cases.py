@@ -111,9 +111,10 @@ def list_view(run: Run, outcomes, task, search, sort, focus, every, number, step
 
 
 def column_widths(n_methods: int) -> list[str]:
-    """#, item, question, reference, the methods' answers, rounds, branched, margin."""
-    share = f"{max(10, 42 // max(n_methods, 1))}%"
-    return ["48px", "112px", "20%", "11%"] + [share] * n_methods + ["76px", "92px", "80px"]
+    """#, item, question, reference, the methods' answers, rounds, branched, margin. In pixels, not
+    shares of the screen: on a phone a share is a word's width, and the table scrolls sideways instead."""
+    share = f"{max(140, 540 // max(n_methods, 1))}px"
+    return ["48px", "112px", "260px", "140px"] + [share] * n_methods + ["76px", "92px", "80px"]
 
 
 def task_choices(run: Run) -> list[str]:
