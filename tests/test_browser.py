@@ -226,13 +226,19 @@ def test_stop_after_a_completed_run_ends_cleanly_and_exports_the_stopped_run(pag
     page.get_by_role("tab", name="Rounds").click()
 
 
-def test_stop_during_the_comparison_ends_it_cleanly(page):
-    expect = sync_api.expect
+def comparison_under_way(page, step: str) -> None:
+    """Run the QA preset to Done with the automatic comparison on, and wait on the Compare tab
+    until the comparison reaches `step` ("(2/5)")."""
     auto_compare(page).check()
     pick_example(page, "Open-domain QA (4-shot)", "mona lisa")
     run_to_done(page)
     page.get_by_role("tab", name="Compare").click()
-    expect(page.locator("#compare-status")).to_contain_text("(2/5)", timeout=300_000)
+    sync_api.expect(page.locator("#compare-status")).to_contain_text(step, timeout=300_000)
+
+
+def test_stop_during_the_comparison_ends_it_cleanly(page):
+    expect = sync_api.expect
+    comparison_under_way(page, "(2/5)")
     page.locator("#stop").click()
     expect(page.locator("#compare-status")).to_contain_text("Comparison stopped", timeout=30_000)
     expect(page.locator("#compare-status")).not_to_contain_text("Running")
@@ -264,11 +270,7 @@ def test_a_new_run_does_not_wait_for_the_comparison(page):
     """The automatic comparison holds the only decode slot; a new Run pre-empts it instead of
     queueing behind it, and the Compare tab says why it ended."""
     expect = sync_api.expect
-    auto_compare(page).check()
-    pick_example(page, "Open-domain QA (4-shot)", "mona lisa")
-    run_to_done(page)
-    page.get_by_role("tab", name="Compare").click()
-    expect(page.locator("#compare-status")).to_contain_text("(1/5)", timeout=300_000)
+    comparison_under_way(page, "(1/5)")
     page.locator("#run").click()
     expect(page.locator("#compare-status")).to_contain_text("cancelled by a new run", timeout=30_000)
     expect(page.locator("#status")).to_contain_text("Done.", timeout=300_000)
