@@ -176,8 +176,7 @@ def _commit_own(state: ModelState, span: Span) -> None:
 
 def _stop_reason(trace: Trace, before: str, cfg: DecodeConfig, states, win_eos: bool) -> str:
     if cfg.stop:
-        # Only the new text (plus a stop string's length of overlap) can hold a new match.
-        hit = first_stop(trace.text, cfg.stop, max(0, len(before) - max(len(s) for s in cfg.stop) + 1))
+        hit = first_stop(trace.text, cfg.stop, len(before))   # only the new text can hold a new match
         if hit is not None:
             trace.text = trace.text[:hit[0]]
             return "stop_string"

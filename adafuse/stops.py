@@ -20,8 +20,9 @@ class StopCut:
     dropped: str     # the span's text after it: never scored
 
 
-def first_stop(output: str, stops: tuple[str, ...], lo: int = 0) -> tuple[int, str] | None:
-    """(where, which) of the first stop string in `output` that begins at or after `lo`, or None.
+def first_stop(output: str, stops: tuple[str, ...], checked: int = 0) -> tuple[int, str] | None:
+    """(where, which) of the first stop string in `output`, or None. `output[:checked]` was searched
+    before and held none: only a stop string that reaches past it is looked for.
 
     A stop string ends an output only once it holds text: matches before its first non-space
     character do not count. The stop strings delimit an answer, and a model that puts its answer
@@ -30,7 +31,7 @@ def first_stop(output: str, stops: tuple[str, ...], lo: int = 0) -> tuple[int, s
     text_at = len(output) - len(output.lstrip())
     if not stops or text_at == len(output):
         return None
-    lo = max(lo, text_at + 1)
+    lo = max(checked - max(len(s) for s in stops) + 1, text_at + 1)
     hits = [(i, len(s), s) for s in stops if (i := output.find(s, lo)) >= 0]
     if not hits:
         return None
@@ -43,10 +44,8 @@ def find_stop(committed: str, text: str, stops: tuple[str, ...]) -> StopCut | No
     match ends inside `text` but may begin in the committed text's tail ("\\n" committed, then
     "\\nQuestion:" with stop "\\n\\n"): the committed text holds no match, or the output would
     have ended already."""
-    if not stops:
-        return None
     whole, n = committed + text, len(committed)
-    hit = first_stop(whole, stops, max(0, n - max(len(s) for s in stops) + 1))
+    hit = first_stop(whole, stops, n)
     if hit is None:
         return None
     i, stop = hit
