@@ -33,6 +33,15 @@ lineup() {   # lineup ENSEMBLES...  (PROCS processes each, on ${EVAL_DEVICE:-cud
      ENSEMBLES="$*" bash scripts/eval_lineup.sh)
 }
 
+extract() {   # extract MODEL...: each model's GGUF out of the stream (smollm2, gemma3, qwen in order)
+  local m skip=0
+  declare -A bytes=([$SMOL]=$SMOL_BYTES [$GEMMA]=$GEMMA_BYTES [$QWEN]=$QWEN_BYTES)
+  for m in $SMOL $GEMMA $QWEN; do
+    [[ " $* " == *" $m "* ]] && tail -c +$((skip + 1)) $X/stream.bin | head -c ${bytes[$m]} > $X/$m.gguf
+    skip=$((skip + ${bytes[$m]}))
+  done
+}
+
 stream_ok() {
   [[ $(sha256sum $X/stream.bin | cut -c1-64) == $(cat $X/stream.sha) ]] || { echo "stream sha256 differs"; exit 1; }
 }
@@ -51,8 +60,7 @@ case $1 in
   append)
     cat .xfer/c >> $X/stream.bin && stat -c '%s bytes in the stream' $X/stream.bin ;;
   pair)
-    head -c $SMOL_BYTES $X/stream.bin > $X/$SMOL.gguf
-    tail -c +$((SMOL_BYTES + 1)) $X/stream.bin | head -c $GEMMA_BYTES > $X/$GEMMA.gguf
+    extract $SMOL $GEMMA
     background pair-bg ;;
   pair-bg)
     cd $R && python3 scripts/device_cache.py unpack $X --models $SMOL,$GEMMA || exit 1
@@ -61,7 +69,7 @@ case $1 in
     lineup smol+gemma ;;
   rest)
     stream_ok
-    tail -c +$((SMOL_BYTES + GEMMA_BYTES + 1)) $X/stream.bin > $X/$QWEN.gguf
+    extract $QWEN
     background rest-bg ;;
   rest-bg)
     cd $R && python3 scripts/device_cache.py unpack $X --models $QWEN || exit 1
@@ -72,9 +80,7 @@ case $1 in
     lineup singles trio smol+qwen gemma+qwen ;;
   more)
     stream_ok
-    head -c $SMOL_BYTES $X/stream.bin > $X/$SMOL.gguf
-    tail -c +$((SMOL_BYTES + 1)) $X/stream.bin | head -c $GEMMA_BYTES > $X/$GEMMA.gguf
-    tail -c +$((SMOL_BYTES + GEMMA_BYTES + 1)) $X/stream.bin > $X/$QWEN.gguf
+    extract $SMOL $GEMMA $QWEN
     tar -xJf docs/results/lineup-h200-2026-11-30.tar.xz -C $RUNS   # (run from the carried checkout)
     # the archive keeps the first lease's split of the trio run; the singles resume from theirs
     [[ -d $RUNS/trio/singles && ! -e $RUNS/singles ]] && mkdir -p $RUNS/singles && mv $RUNS/trio/singles $RUNS/singles/main
