@@ -16,10 +16,14 @@
 #                  unpack the archived runs (docs/results/lineup-*.tar.xz) and, in the background,
 #                  resume every ensemble on TASKS: trio, pairs and singles with their own process counts
 #                  (PROCS_TRIO, PROCS_PAIR, PROCS_SINGLES), on every GPU (--device auto)
+#   fusion         (after `more`, from this checkout) in the background: issue 15's before/after, the
+#                  SmolLM2 + Gemma pair on the six tasks with this checkout's code into $RUNS/after (the
+#                  lineup's own runs are the before), and scripts/check_gpu_item.py under that load
+#   check          the GPU item check in the foreground, alone on the machine (after `collect`)
 #   status         logs and item counts
 #   collect        stop the evals and pack runs + bench JSON into $OUT
 set -u
-X=/root/x R=/root/repo RUNS=/root/runs
+X=/root/x R=/root/repo N=/root/new RUNS=/root/runs   # R: the lineup's code, N: this checkout (fusion)
 export HF_HUB_OFFLINE=1 ADAFUSE_CACHE=/root/cache ADAFUSE_BENCH_DIR=$X/bench TOKENIZERS_PARALLELISM=false \
        PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site
 SMOL=smollm2-135m-instruct GEMMA=gemma3-270m QWEN=qwen2.5-coder-0.5b-instruct
@@ -46,8 +50,9 @@ stream_ok() {
   [[ $(sha256sum $X/stream.bin | cut -c1-64) == $(cat $X/stream.sha) ]] || { echo "stream sha256 differs"; exit 1; }
 }
 
-background() {   # background STEP: run this script's STEP detached, so it outlives the call
-  setsid nohup bash $R/scripts/device_lineup.sh "$1" > $RUNS/$1.log 2>&1 < /dev/null &
+background() {   # background STEP [REPO]: run REPO's (default $R) copy of this script's STEP detached,
+  # so it outlives the call (never the carried tree's copy: the next call replaces it)
+  setsid nohup bash ${2:-$R}/scripts/device_lineup.sh "$1" > $RUNS/$1.log 2>&1 < /dev/null &
   sleep 2; echo "started $1"
 }
 
@@ -93,6 +98,25 @@ case $1 in
     PROCS=${PROCS_PAIR:-4} lineup smol+gemma smol+qwen gemma+qwen > $RUNS/more-pairs.log 2>&1 &
     PROCS=${PROCS_SINGLES:-3} lineup singles > $RUNS/more-singles.log 2>&1 &
     wait ;;
+  fusion)
+    rm -rf $N && mkdir -p $N && cp -r adafuse scripts assets app.py $N/
+    background fusion-bg $N ;;
+  fusion-bg)
+    while [ ! -f $RUNS/more-trio.log ]; do sleep 2; done     # more-bg has installed the three models
+    cd $N && mkdir -p $RUNS/check
+    args="--models $SMOL,$GEMMA --methods adafuse --limit 200 --device auto --dtype float32 --threads 1 --no-progress"
+    $(launch ${PROCS_AFTER:-6}) --main_process_port 29520 -m adafuse eval $args \
+      --task nq,triviaqa,squad,flores-de-en,flores-en-de --out $RUNS/after/main > $RUNS/after-main.log 2>&1 &
+    $(launch ${PROCS_AFTER_GSM8K:-8}) --main_process_port 29521 -m adafuse eval $args \
+      --task gsm8k --max-new-tokens 128 --out $RUNS/after/gsm8k > $RUNS/after-gsm8k.log 2>&1 &
+    for i in 1 2; do   # two at once, among the evals: the loaded case
+      THREADS=4 python3 scripts/check_gpu_item.py --devices cuda,cpu --out $RUNS/check/loaded.jsonl > $RUNS/check-$i.log 2>&1 &
+    done
+    wait ;;
+  check)
+    cd $N && THREADS=8 python3 scripts/check_gpu_item.py --devices cuda --repeats 1 --out $RUNS/check/alone.jsonl \
+      | cut -c1-200 | tail -n 30
+    cp -r $RUNS/check $OUT/ ;;
   lineup)   # lineup ENSEMBLES...: (again) in the foreground, for a detached restart
     shift; lineup "$@" ;;
   status)
