@@ -21,10 +21,11 @@ that (tests/test_batch.py compares them on the embedded pair).
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Callable, Iterable
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -136,10 +137,24 @@ def _attention(model, name: str):
             c._attn_implementation = impl
 
 
+# SDPA kernels a forward may use on CUDA: all but the memory-efficient one. On an H200 (torch 2.11)
+# that kernel returned attention outputs off by up to 20 (absolute; the math kernel is the
+# reference) for Gemma-3-270M when 65 queries attend to a 1,469-key cache under its sliding-window
+# mask: the shape the prompt cache gives a GSM8K item (the few-shot prefix cached, the question
+# prefilled on top). Gemma's next word then changed ("Let" 0.32 instead of "For" 0.21): issue 15,
+# item 4, docs/RESULTS.md. Unmasked calls keep flash/cuDNN; masked ones run in the math kernel.
+SAFE_CUDA_KERNELS = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
+
+
+def safe_attention(device: torch.device):
+    return sdpa_kernel(SAFE_CUDA_KERNELS) if device.type == "cuda" else nullcontext()
+
+
 def plain_forward(lm, input_ids: torch.Tensor, cache, logits_to_keep: int) -> torch.Tensor:
     """One request's forward, extending `cache`; logits as the model returns them."""
-    out = lm.model(input_ids=input_ids.to(lm.device), use_cache=True, logits_to_keep=logits_to_keep,
-                   **{lm.cache_kwarg: cache})
+    with safe_attention(lm.device):
+        out = lm.model(input_ids=input_ids.to(lm.device), use_cache=True, logits_to_keep=logits_to_keep,
+                       **{lm.cache_kwarg: cache})
     return out.logits
 
 
@@ -181,7 +196,7 @@ def batched_forward(lm, requests: list["_Forward"]) -> list[torch.Tensor]:
                   use_cache=True, adafuse_ragged=ragged, **{lm.cache_kwarg: ragged})
     wanted = torch.cat(wanted).to(lm.device)
     parts = _decoder_and_head(lm)
-    with _attention(lm.model, ATTENTION):
+    with _attention(lm.model, ATTENTION), safe_attention(lm.device):
         if parts is None:   # any other architecture: the model's own head at every position
             logits = lm.model(logits_to_keep=0, **inputs).logits[0, wanted]
         else:

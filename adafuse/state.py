@@ -65,7 +65,8 @@ class PromptCache:
     The stored KV are views of the tensors prefill made; decoding only ever replaces a layer's
     tensors (concatenation, slicing), never writes into them, so an entry stays valid while the
     request that made it goes on. Chunked prefill can differ from one-piece prefill in the last
-    float bits; that is the only difference.
+    float bits; that is the only difference (on CUDA, only with batch.safe_attention's kernels: one
+    of PyTorch's got a chunk's attention wrong, see there).
     """
 
     def __init__(self):

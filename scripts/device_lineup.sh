@@ -102,20 +102,20 @@ case $1 in
     rm -rf $N && mkdir -p $N && cp -r adafuse scripts assets app.py $N/
     background fusion-bg $N ;;
   fusion-bg)
-    while [ ! -f $RUNS/more-trio.log ]; do sleep 2; done     # more-bg has installed the three models
+    while ! pgrep -f '[a]dafuse eval' > /dev/null; do sleep 2; done   # more-bg has installed the models
     cd $N && mkdir -p $RUNS/check
     args="--models $SMOL,$GEMMA --methods adafuse --limit 200 --device auto --dtype float32 --threads 1 --no-progress"
     $(launch ${PROCS_AFTER:-6}) --main_process_port 29520 -m adafuse eval $args \
-      --task nq,triviaqa,squad,flores-de-en,flores-en-de --out $RUNS/after/main > $RUNS/after-main.log 2>&1 &
-    $(launch ${PROCS_AFTER_GSM8K:-8}) --main_process_port 29521 -m adafuse eval $args \
+      --task ${AFTER_TASKS:-nq,triviaqa,squad,flores-de-en,flores-en-de} --out $RUNS/after/main > $RUNS/after-main.log 2>&1 &
+    [[ ${PROCS_AFTER_GSM8K:-8} -gt 0 ]] && $(launch ${PROCS_AFTER_GSM8K:-8}) --main_process_port 29521 -m adafuse eval $args \
       --task gsm8k --max-new-tokens 128 --out $RUNS/after/gsm8k > $RUNS/after-gsm8k.log 2>&1 &
-    for i in 1 2; do   # two at once, among the evals: the loaded case
-      THREADS=4 python3 scripts/check_gpu_item.py --devices cuda,cpu --out $RUNS/check/loaded.jsonl > $RUNS/check-$i.log 2>&1 &
-    done
+    # the GPU item check among the evals (the loaded case), with this checkout's code
+    PYTHONPATH=$N:$PYTHONPATH THREADS=4 python3 scripts/check_gpu_item.py --devices cuda --repeats 1 \
+      --out $RUNS/check/loaded.jsonl > $RUNS/check-loaded.log 2>&1 &
     wait ;;
-  check)
-    cd $N && THREADS=8 python3 scripts/check_gpu_item.py --devices cuda --repeats 1 --out $RUNS/check/alone.jsonl \
-      | cut -c1-200 | tail -n 30
+  check)   # from the carried tree (not $N): checks a fix made after `fusion`
+    PYTHONPATH=.:$PYTHONPATH THREADS=8 python3 scripts/check_gpu_item.py --devices cuda --repeats 1 \
+      --out $RUNS/check/alone.jsonl | cut -c1-300 | tail -n 40
     cp -r $RUNS/check $OUT/ ;;
   lineup)   # lineup ENSEMBLES...: (again) in the foreground, for a detached restart
     shift; lineup "$@" ;;

@@ -1,8 +1,14 @@
 """PromptCache: a run of prompts that share leading tokens prefills them once, and decodes the same."""
+import json
 from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
 
 import adafuse
 from adafuse import DecodeConfig, PromptCache
+from adafuse.state import start
 
 SHOTS = ("Question: what is the capital of France?\nAnswer: Paris\n\n"
          "Question: who wrote Hamlet?\nAnswer: William Shakespeare\n\n")
@@ -72,3 +78,24 @@ def test_a_copy_starts_warm_and_what_it_puts_stays_its_own(smol):
     assert copy.reused_tokens >= len(smol.tokenizer(SHOTS).input_ids) - 1     # the shots came warm
     assert cache.entries == held                                             # the original is untouched
     assert copy.entries[id(smol)][1] != cache.entries[id(smol)][1]
+
+
+GSM8K = json.loads((Path(__file__).parent / "data" / "gsm8k-106-107.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_a_question_prefilled_on_the_cached_examples_reads_as_the_whole_prompt(gemma, device):
+    """GSM8K item 107 after item 106, as the harness runs them: the 8-shot examples come from the
+    prompt cache and only the question's 65 tokens are prefilled, over 1,469 keys under Gemma's
+    sliding-window mask. On an H200 PyTorch's memory-efficient SDPA kernel got that chunk wrong
+    (Gemma's next word "Let" at 0.32 instead of "For" at 0.21: issue 15, item 4); batch.safe_attention
+    keeps that kernel out. On any device the chunked prefill must give the one-piece distribution."""
+    lm = gemma if device == "cpu" else adafuse.load_model("gemma3-270m", device=device, dtype="float32")
+    prompt = GSM8K["shared"] + GSM8K["item107"]
+    cache = PromptCache()
+    start(lm, "gemma", GSM8K["shared"] + GSM8K["item106"], "raw", cache)
+    chunked = start(lm, "gemma", prompt, "raw", cache)
+    assert (cache.reused_tokens, len(chunked.ids)) == (1404, 1469)   # the shape that went wrong
+    whole = start(lm, "gemma", prompt, "raw")
+    assert float((chunked.next_logprobs - whole.next_logprobs).abs().max()) < 1e-3
+    assert lm.tokenizer.decode([int(whole.next_logprobs.argmax())]) == "For"
