@@ -17,6 +17,7 @@ from adafuse.ui import cases as ui  # noqa: E402
 from adafuse.ui import render  # noqa: E402
 from adafuse.ui.callbacks import Limits, Studio  # noqa: E402
 from adafuse.ui.model_store import ModelStore  # noqa: E402
+from adafuse.ui.paths import hide_paths  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,6 +136,11 @@ def test_messages_show_no_server_path(run_dir, monkeypatch):
         assert str(root) not in e.value.message and str(ROOT) not in e.value.message
     opened = ui.on_open_folder(str(run_dir))                  # typed absolute, shown relative
     assert opened[0].name == run_dir.name and str(root) not in opened[1]
+
+
+def test_an_upload_reads_by_its_file_name(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))       # where Gradio keeps uploads
+    assert hide_paths(f"cannot read {tmp_path}/0a1b2c/run.jsonl: denied") == "cannot read run.jsonl: denied"
 
 
 def test_uploads_and_bad_uploads(run_dir, tmp_path):

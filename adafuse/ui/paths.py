@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 RUNS_ROOT_ENV = "ADAFUSE_RUNS_ROOT"
@@ -22,7 +23,6 @@ def runs_root() -> Path | None:
 
 def _upload_folder() -> str:
     # where Gradio keeps uploads: <folder>/<hash>/<file name> (gradio.utils.get_upload_folder)
-    import tempfile
     return os.environ.get("GRADIO_TEMP_DIR") or str((Path(tempfile.gettempdir()) / "gradio").resolve())
 
 
@@ -30,9 +30,10 @@ def hide_paths(text: str) -> str:
     """`text` with the server's folders cut from its paths: the runs root, Gradio's uploads, this
     project and the working directory; the home directory reads `~` (the closest folder wins)."""
     text = re.sub(re.escape(_upload_folder()) + r"/[^/\s'\"]+/", "", text)
-    root = runs_root()
-    cut = {str(f): "" for f in (root, Path(__file__).resolve().parents[2], Path.cwd()) if f and str(f) != "/"}
+    cut = {str(f): "" for f in (runs_root(), Path(__file__).resolve().parents[2], Path.cwd()) if f}
     cut[str(Path.home())] = "~/"
-    for folder in sorted(cut, key=len, reverse=True):
-        text = text.replace(folder + os.sep, cut[folder]).replace(folder, cut[folder].rstrip("/") or ".")
+    for folder in sorted((f for f in cut if f != os.sep), key=len, reverse=True):
+        text = text.replace(folder + os.sep, cut[folder])
+        # the folder itself, not a longer name that starts with it
+        text = re.sub(re.escape(folder) + r"(?![\w.-])", cut[folder].rstrip("/") or ".", text)
     return text
