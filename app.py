@@ -5,11 +5,13 @@ Layout and wiring only; the callbacks live in adafuse/ui/callbacks.py and call t
 Operator settings (environment): ADAFUSE_ALLOW_CUSTOM_MODELS=1 accepts HF ids and local paths,
 ADAFUSE_MAX_NEW_TOKENS (512), ADAFUSE_TIME_LIMIT seconds per request (180),
 ADAFUSE_QUEUE_SIZE (16), ADAFUSE_CONCURRENCY (1 on CPU, 2 on GPU), ADAFUSE_PRELOAD=1 loads the
-default pair at start-up, ADAFUSE_DEVICE / ADAFUSE_DTYPE (auto).
+default pair at start-up, ADAFUSE_DEVICE / ADAFUSE_DTYPE (auto), ADAFUSE_RUNS_ROOT a folder the
+Cases view may open runs from by path (off unless set: a public deployment reveals no files).
 """
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import threading
 from pathlib import Path
@@ -22,6 +24,7 @@ from adafuse.ui import cases as cases_ui
 from adafuse.ui import charts, render
 from adafuse.ui.callbacks import INPUT_NAMES, NONE_CHOICE, Studio, compare_gpu_duration, gpu_duration
 from adafuse.ui.model_store import custom_models_allowed
+from adafuse.ui.paths import runs_root
 from adafuse.ui.spaces_shim import gpu
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -112,9 +115,12 @@ def build(studio: Studio) -> gr.Blocks:
                             run_btn = gr.Button("Run AdaFuse", variant="primary", elem_id="run", min_width=120)
                             compare_btn = gr.Button("Compare", elem_id="compare", min_width=80)
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop", min_width=80)
+                        # labels unseen on the page name the API's outputs
                         status = gr.Markdown("Pick models and a prompt, then **Run AdaFuse**. The first run loads "
-                                             "(and, once, converts) the models.", elem_id="status")
-                        spans = gr.HTML(render.spans_html(None), js_on_load=None, elem_id="spans")
+                                             "(and, once, converts) the models.", label="Status", show_label=False,
+                                             elem_id="status")
+                        spans = gr.HTML(render.spans_html(None), label="Output spans (HTML)", js_on_load=None,
+                                        elem_id="spans")
                         with gr.Tabs():
                             with gr.Tab("Rounds", id="rounds"):
                                 candidates = gr.Dataframe(label=CANDIDATES_LABEL, interactive=False, wrap=True,
@@ -125,8 +131,10 @@ def build(studio: Studio) -> gr.Blocks:
                                                     elem_id="histogram")
                             with gr.Tab("Compare", id="compare-tab"):
                                 compare_status = gr.Markdown("Runs after each AdaFuse run (or press **Compare**).",
+                                                             label="Comparison status", show_label=False,
                                                              elem_id="compare-status")
-                                compare_cards = gr.HTML(js_on_load=None, elem_id="compare-cards")
+                                compare_cards = gr.HTML(label="Methods side by side (HTML)", js_on_load=None,
+                                                        elem_id="compare-cards")
                                 compare_plot = gr.Plot(label="Methods compared", show_label=False,
                                                        elem_id="compare-plot")
                                 compare_table = gr.Dataframe(label="Methods", interactive=False, wrap=True,
@@ -154,8 +162,12 @@ def build(studio: Studio) -> gr.Blocks:
         compare_outputs = [compare_status, compare_cards, compare_plot, compare_table, summary, md_file,
                            results_state]
 
+        # The callbacks validate every input themselves, naming it (the API can send any JSON);
+        # Gradio's own checks would refuse first, naming no parameter, with a traceback in the log.
+        raw = dict(preprocess=False)
         task_preset.change(studio.fill_task, task_preset,
-                           [prompt, reference, prompt_format, stop, max_new_tokens, task], api_name="task_preset")
+                           [prompt, reference, prompt_format, stop, max_new_tokens, task], api_name="task_preset",
+                           **raw)
         slots = concurrency_limit()
 
         # Stop and Run reach this visitor's running decodes, which end after their current round
@@ -174,17 +186,17 @@ def build(studio: Studio) -> gr.Blocks:
         for press in (run_btn.click, prompt.submit, cases.rerun.click):
             press(announce_run, None, status, queue=False, api_visibility="private")
         demo.unload(forget)
-        run_fn = in_session(gpu(duration=gpu_duration)(studio.run))
+        run_fn = in_session(gpu(duration=gpu_duration)(studio.run), INPUT_NAMES)
         compare_fn = gpu(duration=compare_gpu_duration)(studio.compare)
         after_run = compare_after_run(studio, compare_fn)
-        common = dict(concurrency_id="decode", concurrency_limit=slots)
+        common = dict(concurrency_id="decode", concurrency_limit=slots, **raw)
         run_event = run_btn.click(run_fn, decode_inputs, run_outputs, api_name="run", **common)
         prompt_submit = prompt.submit(run_fn, decode_inputs, run_outputs, api_visibility="private", **common)
         for ev in (run_event, prompt_submit):
             ev.success(after_run, [auto_compare, trace_state] + decode_inputs, compare_outputs,
                        api_visibility="private", **common)
-        compare_btn.click(in_session(compare_fn), [trace_state] + decode_inputs, compare_outputs,
-                          api_name="compare", **common)
+        compare_btn.click(in_session(compare_fn, ("trace",) + INPUT_NAMES), [trace_state] + decode_inputs,
+                          compare_outputs, api_name="compare", **common)
         # Cases: a selected item re-runs live in the Studio with the chosen tau / M / B
         rerun = functools.partial(cases_ui.rerun_inputs, presets=presets,
                                   max_tokens_limit=studio.limits.max_new_tokens, allow_custom=allow_custom)
@@ -200,7 +212,7 @@ def build(studio: Studio) -> gr.Blocks:
 def cases_layout() -> SimpleNamespace:
     """The Cases view: where to open results from, the filters, a page of items, and the selected
     item's methods side by side with its trace drawn like a live run. Opens on the gallery."""
-    root = cases_ui.runs_root()
+    root = runs_root()       # None: opening folders by path is off (ADAFUSE_RUNS_ROOT)
     run = cases_ui.gallery()
     focus = run.default_focus()
     count, table, number = cases_ui.list_view(run, [], cases_ui.ALL_TASKS, "", "order", focus, False, 1)
@@ -209,7 +221,7 @@ def cases_layout() -> SimpleNamespace:
     with gr.Accordion("Open an eval run (its --out folder or per-item JSONL files) or a trace JSON", open=False,
                       elem_id="cases-open-box"):
         with gr.Row(equal_height=True):
-            c.folder = gr.Textbox(label=f"Run folder(s) or files on this server, relative to {root}", lines=1,
+            c.folder = gr.Textbox(label="Run folder(s) or files on this server, relative to its runs folder", lines=1,
                                   placeholder="runs/demo   (several: one per line)", visible=root is not None,
                                   elem_id="cases-folder", scale=4)
             c.open = gr.Button("Open", visible=root is not None, elem_id="cases-open", scale=1)
@@ -283,11 +295,15 @@ def wire_cases(c: SimpleNamespace) -> None:
                                                              **private)
 
 
-def in_session(decode):
+def in_session(decode, names):
     """Gradio hands a callback its request only through a parameter annotated gr.Request; the
-    Studio takes the session id, by which Stop and a new Run find this visitor's decodes."""
+    Studio takes the session id, by which Stop and a new Run find this visitor's decodes.
+    Gradio names an endpoint's parameters after its callback's: `names` stand for *inputs."""
     def run(request: gr.Request, *inputs, progress=gr.Progress()):
         yield from decode(*inputs, session=request.session_hash, progress=progress)
+    sig = inspect.signature(run)
+    named = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    run.__signature__ = sig.replace(parameters=[sig.parameters["request"], *named, sig.parameters["progress"]])
     return run
 
 

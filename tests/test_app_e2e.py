@@ -16,6 +16,7 @@ from gradio_client.exceptions import AppError
 
 import adafuse
 from adafuse.trace import Trace
+from adafuse.ui.callbacks import INPUT_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 A, B = "smollm2-135m-instruct", "gemma3-270m"
@@ -32,7 +33,7 @@ def start_app(log_path: Path, **env_extra) -> tuple[subprocess.Popen, str]:
     """Run app.py as a subprocess; return it and its URL once the page answers."""
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               GRADIO_ANALYTICS_ENABLED="False", ADAFUSE_PRELOAD="1", **env_extra)
+               GRADIO_ANALYTICS_ENABLED="False", ADAFUSE_PRELOAD="1", PYTHONUNBUFFERED="1", **env_extra)
     log = open(log_path, "wb")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
@@ -61,8 +62,14 @@ def stop_app(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    proc, url = start_app(tmp_path_factory.mktemp("app") / "app.log", ADAFUSE_MAX_NEW_TOKENS="128")
+def app_log(tmp_path_factory) -> Path:
+    """What the app prints (stdout and stderr, unbuffered)."""
+    return tmp_path_factory.mktemp("app") / "app.log"
+
+
+@pytest.fixture(scope="module")
+def app_url(app_log):
+    proc, url = start_app(app_log, ADAFUSE_MAX_NEW_TOKENS="128")
     yield url
     stop_app(proc)
 
@@ -105,6 +112,38 @@ def test_the_default_pair_answers_the_qa_preset(client):
 def test_api_is_documented(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/run", "/compare", "/task_preset", "/stop"} <= names
+
+
+def test_api_names_its_parameters_and_outputs(client):
+    """Issue 16, item 10: the endpoints took param_0 ... param_11 and returned value_37."""
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    for endpoint in ("/run", "/compare"):
+        assert [p["parameter_name"] for p in api[endpoint]["parameters"]] == list(INPUT_NAMES)
+    assert [p["parameter_name"] for p in api["/task_preset"]["parameters"]] == ["preset"]
+    assert [r["label"] for r in api["/run"]["returns"]][:2] == ["Status", "Output spans (HTML)"]
+    assert [r["label"] for r in api["/compare"]["returns"]][:2] == ["Comparison status",
+                                                                     "Methods side by side (HTML)"]
+    labels = [r["label"] for e in api.values() for r in e["returns"]]
+    assert not [x for x in labels if x.startswith("value_")]
+    # named, a call needs only what differs from the page's defaults
+    prompt, reference, fmt, stop, _, kind = client.predict(preset=QA, api_name="/task_preset")
+    final = client.predict(model_a=A, model_b=B, prompt=prompt, max_new_tokens=4, stop=stop, prompt_format=fmt,
+                           task=kind, reference=reference, api_name="/run")
+    assert final[0].startswith("**Done.**") and "Leonardo" in final[5]
+
+
+def test_the_readme_api_example_runs_as_written(app_url):
+    """The README's API example, run against the app: the exports come back as files the client
+    downloaded, and the example reads them as such."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = readme.split("The API (`gradio_client`)", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'Client("http://localhost:7860/")' in example
+    scope = {}
+    exec(example.replace("http://localhost:7860/", app_url), scope)
+    assert scope["status"].startswith("**Done.**") and "Leonardo" in scope["text"]
+    assert scope["trace"]["text"] == scope["text"] and scope["trace"]["models"] == [A, B]
+    assert scope["summary"] == Path(scope["summary_file"]).read_text(encoding="utf-8")
+    assert "Leonardo" in scope["summary"]
 
 
 def test_run_streams_spans_and_the_candidate_table(qa_run):
@@ -153,19 +192,32 @@ def test_a_model_that_cannot_load_keeps_the_loaded_pair(client, qa_run):
     assert not [o for o in job.outputs() if str(o[0]).startswith("Loading")]
 
 
-@pytest.mark.parametrize("over, messages", [
-    (dict(prompt=""), ["prompt is empty"]),
-    # out of the sliders' ranges: Gradio's own check or ours, either way refused with a reason
-    (dict(tau=2.0), ["tau must be in [0, 1]", "greater than maximum value 1"]),
-    (dict(branches=9), ["B (branches) must be between 1 and 5", "greater than maximum value 5"]),
-    (dict(max_words=2.5), ["max_words (M) must be an integer"]),
-    (dict(prompt_format="json"), ["unknown prompt format", "json"]),
-    (dict(model_b="someone/custom-model"), ["ADAFUSE_ALLOW_CUSTOM_MODELS=1", "not in the list of choices"]),
+@pytest.mark.parametrize("over, message", [
+    (dict(prompt=""), "prompt is empty"),
+    # a prompt that is not text was decoded as its str()
+    (dict(prompt=["Who painted", "the Mona Lisa?"]), "prompt must be text (a string), got list"),
+    (dict(prompt=7), "prompt must be text (a string), got int 7"),
+    # out of the sliders' ranges: refused naming the parameter (Gradio's "Value 0 is less than
+    # minimum value 1." named none)
+    (dict(tau=2.0), "tau must be in [0, 1], got 2.0"),
+    (dict(branches=9), "branches (B) must be between 1 and 5 in this app, got 9"),
+    (dict(max_new_tokens=0), "max_new_tokens must be between 1 and"),
+    (dict(max_new_tokens=500), "max_new_tokens must be between 1 and 128 in this app, got 500"),
+    (dict(max_words=2.5), "max_words (M) must be an integer"),
+    (dict(prompt_format="json"), "prompt_format must be raw or chat, got 'json'"),
+    (dict(model_b="gpt2"), "custom Hugging Face ids and local paths need ADAFUSE_ALLOW_CUSTOM_MODELS=1"),
 ])
-def test_bad_input_is_refused_server_side(client, over, messages):
+def test_bad_input_is_refused_naming_the_parameter_without_a_traceback(client, app_log, over, message):
+    """Issue 16, item 10: each refused call wrote a ~27-line traceback to the server log."""
+    logged = app_log.stat().st_size
     with pytest.raises(AppError) as e:
         client.predict(*run_args(client, **over), api_name="/run")
-    assert any(m in str(e.value) for m in messages), str(e.value)
+    assert message in str(e.value), str(e.value)
+    with pytest.raises(AppError, match="unknown task preset 'nope'; choose one of: Open-domain QA"):
+        client.predict(preset="nope", api_name="/task_preset")
+    with open(app_log, "rb") as log:
+        log.seek(logged)
+        assert b"Traceback" not in log.read()
 
 
 def test_cancel_then_identical_concurrent_requests(client, qa_run):

@@ -2,6 +2,7 @@
 the harness made, shows a selected item with the live viewer's own renderers, and its what-if
 re-run goes through the Studio: with the item's settings it reproduces the eval's output."""
 import json
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -16,6 +17,9 @@ from adafuse.ui import cases as ui  # noqa: E402
 from adafuse.ui import render  # noqa: E402
 from adafuse.ui.callbacks import Limits, Studio  # noqa: E402
 from adafuse.ui.model_store import ModelStore  # noqa: E402
+from adafuse.ui.paths import hide_paths  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +107,40 @@ def test_folders_open_only_under_the_runs_root(run_dir, monkeypatch):
     with pytest.raises(gr.Error, match="type the --out folder"):
         ui.on_open_folder("  ")
     monkeypatch.delenv("ADAFUSE_RUNS_ROOT")
-    monkeypatch.setenv("SPACE_ID", "someone/adafuse")
     with pytest.raises(gr.Error, match="off here; upload"):
         ui.on_open_folder("out")
+
+
+def test_opening_folders_is_off_unless_the_operator_sets_a_root(run_dir, monkeypatch):
+    """Issue 16, item 11: by default any visitor could probe which files exist under the working
+    directory through the folder box."""
+    monkeypatch.delenv("ADAFUSE_RUNS_ROOT", raising=False)
+    for probe in ("out", str(run_dir), "/etc/passwd", "."):
+        with pytest.raises(gr.Error) as e:
+            ui.on_open_folder(probe)
+        assert e.value.message.startswith("opening folders on the server is off here")
+
+
+def test_messages_show_no_server_path(run_dir, monkeypatch):
+    """Issue 16, item 11: error messages printed absolute paths; they read relative to the runs root."""
+    root = run_dir.parent
+    monkeypatch.setenv("ADAFUSE_RUNS_ROOT", str(root))
+    (root / "empty").mkdir(exist_ok=True)
+    for typed, message in [("nope", "nope: no such file or folder"),
+                           ("empty", "empty holds no evaluation results"),
+                           (f"{root}/nope", "nope: no such file or folder"),
+                           ("/etc", "/etc is outside the folder this app may open runs from")]:
+        with pytest.raises(gr.Error) as e:
+            ui.on_open_folder(typed)
+        assert e.value.message.startswith(message), e.value.message
+        assert str(root) not in e.value.message and str(ROOT) not in e.value.message
+    opened = ui.on_open_folder(str(run_dir))                  # typed absolute, shown relative
+    assert opened[0].name == run_dir.name and str(root) not in opened[1]
+
+
+def test_an_upload_reads_by_its_file_name(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))       # where Gradio keeps uploads
+    assert hide_paths(f"cannot read {tmp_path}/0a1b2c/run.jsonl: denied") == "cannot read run.jsonl: denied"
 
 
 def test_uploads_and_bad_uploads(run_dir, tmp_path):

@@ -1,5 +1,6 @@
 """The app's wiring, without serving it: endpoints, shared decode concurrency, Stop cancels no
 event, custom model ids only when the operator allows them."""
+import json
 import sys
 from pathlib import Path
 
@@ -45,3 +46,17 @@ def test_decodes_share_one_concurrency_limit(monkeypatch):
     decode_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == "decode"]
     assert len(decode_fns) >= 5                 # run (button, enter), auto-compare x2, compare
     assert {fn.concurrency_limit for fn in decode_fns} == {3}
+
+
+@pytest.mark.parametrize("root", [None, "runs"])
+def test_the_folder_box_shows_only_when_the_operator_sets_a_runs_root(monkeypatch, root):
+    """Issue 16, item 11: opening folders by path is off unless enabled, and no label names a
+    server path."""
+    if root:
+        monkeypatch.setenv("ADAFUSE_RUNS_ROOT", root)
+    else:
+        monkeypatch.delenv("ADAFUSE_RUNS_ROOT", raising=False)
+    cfg = build(monkeypatch, False)
+    box = {c["props"].get("elem_id"): c["props"] for c in cfg["components"]}
+    assert box["cases-folder"]["visible"] is bool(root) and box["cases-open"]["visible"] is bool(root)
+    assert str(Path.cwd()) not in json.dumps(cfg, default=str)

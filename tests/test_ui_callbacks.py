@@ -54,14 +54,19 @@ def drain(gen):
     (dict(prompt="   "), "prompt is empty"),
     (dict(tau=1.5), "tau must be in [0, 1]"),
     (dict(tau=float("nan")), "tau must be a finite number"),
-    (dict(max_words=6), "M (max words per span) must be between 1 and 5"),
+    (dict(max_words=6), "max_words (M) must be between 1 and 5"),
     (dict(branches=0), "branches (B) must be between 1 and 16"),
-    (dict(max_new_tokens=100), "max new tokens must be between 1 and 64"),
+    (dict(max_new_tokens=100), "max_new_tokens must be between 1 and 64"),
     (dict(max_new_tokens=2.5), "max_new_tokens must be an integer"),
-    (dict(prompt_format="xml"), "unknown prompt format"),
+    (dict(prompt_format="xml"), "prompt_format must be raw or chat, got 'xml'"),
     (dict(model_b="(none)"), "at least two different models"),
     (dict(model_b=A), "selected twice"),
     (dict(model_b="evil/model"), "ADAFUSE_ALLOW_CUSTOM_MODELS=1"),
+    # the API sends JSON: a prompt that is not text is refused, not decoded as its str()
+    (dict(prompt=["Q: who?", "A:"]), "prompt must be text (a string), got list"),
+    (dict(prompt=42), "prompt must be text (a string), got int 42"),
+    (dict(stop=7), "stop must be text"),
+    (dict(reference=["a"]), "reference must be text"),
 ])
 def test_server_side_validation(studio, over, message, monkeypatch):
     monkeypatch.delenv("ADAFUSE_ALLOW_CUSTOM_MODELS", raising=False)
@@ -84,9 +89,11 @@ def test_custom_models_only_when_the_operator_allows(studio, monkeypatch):
 
 def test_parse_request_normalises(studio):
     req = parse_request(adafuse.PRESETS, Limits(), A, B, None, "Hi", "0.5", 2.0, 1, "8", "\\nQ:\n", "raw",
-                        "bogus", None)
+                        None, None)
     assert req.cfg.tau == 0.5 and req.cfg.max_words == 2 and req.cfg.max_new_tokens == 8
     assert req.cfg.stop == ("\nQ:",) and req.task == "chat" and req.reference == ""
+    with pytest.raises(adafuse.InputError, match="task must be one of qa, math, translation, chat, got 'bogus'"):
+        parse_request(adafuse.PRESETS, Limits(), A, B, None, "Hi", 0.7, 3, 1, 8, "", "raw", "bogus", None)
 
 
 def test_fill_task_and_gpu_duration(studio):

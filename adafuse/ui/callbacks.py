@@ -19,11 +19,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from ..config import DecodeConfig
+from ..config import PROMPT_FORMATS, DecodeConfig
 from ..errors import AdafuseError, InputError, ModelLoadError
 from ..trace import Trace
 from . import charts, compare, render
 from .model_store import ModelStore, check_model_names, free_memory
+from .paths import hide_paths
 from .scoring import OutputScorer
 from .sessions import NEW_RUN, Sessions
 from .presets import load_task_presets, parse_stop, stop_to_text
@@ -66,21 +67,38 @@ INPUT_NAMES = ("model_a", "model_b", "model_c", "prompt", "tau", "max_words", "b
 
 def parse_request(presets, limits: Limits, model_a, model_b, model_c, prompt, tau, max_words, branches,
                   max_new_tokens, stop, prompt_format, task, reference) -> RunRequest:
-    """Validate raw inputs from the UI or API; raise InputError naming the first bad one."""
+    """Validate raw inputs from the UI or API; raise InputError naming the first bad one by its
+    API parameter name. Gradio does not preprocess them (app.py), so any JSON value gets here."""
     models = tuple(check_model_names([model_a, model_b, model_c], presets))
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InputError("the prompt is empty; type one or pick a task preset")
+    prompt = _text("prompt", prompt)
+    if not prompt.strip():
+        raise InputError("prompt is empty; type one or pick a task preset")
     if len(prompt) > MAX_PROMPT_CHARS:
-        raise InputError(f"the prompt has {len(prompt)} characters; the app takes at most {MAX_PROMPT_CHARS}")
+        raise InputError(f"prompt has {len(prompt)} characters; the app takes at most {MAX_PROMPT_CHARS}")
+    if not isinstance(stop, (list, tuple)):
+        stop = _text("stop", stop)        # one stop string per line; the API may send a list
+    prompt_format = _text("prompt_format", prompt_format) or "raw"
+    if prompt_format not in PROMPT_FORMATS:
+        raise InputError(f"prompt_format must be {' or '.join(PROMPT_FORMATS)}, got {prompt_format!r}")
     cfg = DecodeConfig(mode="adafuse", tau=tau, max_words=max_words, branches=branches,
-                       max_new_tokens=max_new_tokens, prompt_format=prompt_format or "raw",
+                       max_new_tokens=max_new_tokens, prompt_format=prompt_format,
                        stop=parse_stop(stop)).validated().check_tau_range()
-    _in_range("M (max words per span)", cfg.max_words, *M_RANGE)
-    _in_range("B (branches)", cfg.branches, *B_RANGE)
-    _in_range("max new tokens", cfg.max_new_tokens, 1, limits.max_new_tokens)
-    task = task if task in TASKS else "chat"
-    reference = "" if reference is None else str(reference)
-    return RunRequest(models, prompt, cfg, task, reference.strip())
+    _in_range("max_words (M)", cfg.max_words, *M_RANGE)
+    _in_range("branches (B)", cfg.branches, *B_RANGE)
+    _in_range("max_new_tokens", cfg.max_new_tokens, 1, limits.max_new_tokens)
+    task = _text("task", task) or "chat"
+    if task not in TASKS:
+        raise InputError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    return RunRequest(models, prompt, cfg, task, _text("reference", reference).strip())
+
+
+def _text(name, value) -> str:
+    """A text input: a string, or None for empty. The API can send a list or a number."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be text (a string), got {type(value).__name__} {str(value)[:40]}")
+    return value
 
 
 def _in_range(name, value, low, high):
@@ -150,11 +168,12 @@ class Studio:
         return parse_request(self.api.PRESETS, self.limits, *inputs)
 
     # ---- task presets -----------------------------------------------------------------------
-    def fill_task(self, name: str):
+    def fill_task(self, preset: str):
         """Task preset -> (prompt, reference, prompt format, stop strings, max new tokens, task)."""
-        p = self.tasks.get(name)
+        p = self.tasks.get(preset) if isinstance(preset, str) else None
         if p is None:
-            raise toast(f"unknown task preset {name!r}")
+            raise toast(f"unknown task preset {preset!r}; choose one of: {', '.join(self.tasks)}",
+                        title="Invalid input")
         return (p.prompt, p.reference, p.prompt_format, stop_to_text(p.stop),
                 min(p.max_new_tokens, self.limits.max_new_tokens), p.task)
 
@@ -359,10 +378,11 @@ def compare_cards_html(results) -> str:
     return '<div class="af-compare">' + "".join(cards) + "</div>"
 
 
-def toast(message: str, **kwargs) -> gr.Error:
+def toast(message: str, print_exception: bool = False, **kwargs) -> gr.Error:
     """An error toast for the user. Gradio renders a toast's text as HTML, and messages carry
-    user- and model-supplied strings (folder names, prompts, model ids): escape them."""
-    return gr.Error(html.escape(message, quote=False), **kwargs)
+    user- and model-supplied strings (folder names, prompts, model ids): escape them. Paths show
+    no server folder. A user's error is no server fault: Gradio logs no traceback for it."""
+    return gr.Error(html.escape(hide_paths(message), quote=False), print_exception=print_exception, **kwargs)
 
 
 class _user_errors:
@@ -375,11 +395,11 @@ class _user_errors:
         if exc is None or isinstance(exc, (gr.Error, GeneratorExit)) or not isinstance(exc, Exception):
             return False
         if isinstance(exc, InputError):
-            raise toast(str(exc), title="Invalid input", print_exception=False) from exc
+            raise toast(str(exc), title="Invalid input") from exc
         if isinstance(exc, ModelLoadError):
-            raise toast(str(exc), title="Model failed to load", print_exception=False) from exc
+            raise toast(str(exc), title="Model failed to load") from exc
         if isinstance(exc, AdafuseError):
-            raise toast(str(exc), print_exception=False) from exc
+            raise toast(str(exc)) from exc
         if _is_oom(exc):
             free_memory()
             raise gr.Error("Out of memory while decoding. Caches were freed; try fewer max new tokens, "

@@ -7,7 +7,6 @@ Formatting only: adafuse.cases opens, selects and describes; adafuse.ui.render d
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 
 import gradio as gr
@@ -19,6 +18,7 @@ from ..cases.select import OUTCOMES, Query, page, select, verdict
 from ..errors import AdafuseError
 from . import render
 from .callbacks import NONE_CHOICE, toast
+from .paths import RUNS_ROOT_ENV, hide_paths, runs_root
 from .presets import stop_to_text
 
 GALLERY_DIR = Path(__file__).resolve().parents[2] / "assets" / "gallery"
@@ -29,14 +29,6 @@ SORT_CHOICES = [("run order", "order"), ("closest fused-score margin first", "ma
                 ("most rounds first", "rounds"), ("largest gain over the best single model", "gain")]
 # eval metric of an item -> the Studio's task kind (which metrics the live run reports)
 STUDIO_TASK = {"em": "qa", "f1": "qa", "accuracy": "math", "chrf": "translation", "bleu": "translation"}
-
-
-def runs_root() -> Path | None:
-    """The folder under which the Cases view opens runs by path: $ADAFUSE_RUNS_ROOT, else the
-    working directory, except in a Space, where visitors upload files instead."""
-    if os.environ.get("ADAFUSE_RUNS_ROOT"):
-        return Path(os.environ["ADAFUSE_RUNS_ROOT"]).resolve()
-    return None if os.environ.get("SPACE_ID") else Path.cwd().resolve()
 
 
 def gallery() -> Run:
@@ -53,7 +45,8 @@ def open_folder(text: str) -> Run:
     """Paths typed in the box (one per line, or comma-separated), inside runs_root()."""
     root = runs_root()
     if root is None:
-        raise CasesError("opening folders on the server is off here; upload the per-item JSONL files instead")
+        raise CasesError("opening folders on the server is off here; upload the per-item JSONL files instead "
+                         f"(the operator turns it on with {RUNS_ROOT_ENV})")
     names = [p.strip() for line in str(text or "").splitlines() for p in line.split(",") if p.strip()]
     if not names:
         raise CasesError("type the --out folder of an eval run (or a JSONL / trace file) first")
@@ -62,10 +55,9 @@ def open_folder(text: str) -> Run:
         p = Path(name).expanduser()
         p = (p if p.is_absolute() else root / p).resolve()
         if p != root and root not in p.parents:
-            raise CasesError(f"{name} is outside {root}, the folder this app may open runs from "
-                             "(set ADAFUSE_RUNS_ROOT to change it)")
+            raise CasesError(f"{name} is outside the folder this app may open runs from ({RUNS_ROOT_ENV})")
         paths.append(p)
-    return open_cases(paths, name=", ".join(names))
+    return open_cases(paths, name=", ".join(str(p.relative_to(root)) for p in paths))
 
 
 def open_uploads(files) -> Run:
@@ -83,7 +75,7 @@ def source_html(run: Run) -> str:
     tasks = ", ".join(run.tasks) or "none"
     head = (f"<b>{html.escape(run.name)}</b>: {len(run.cases)} items · tasks {html.escape(tasks)} · "
             f"methods {html.escape(methods)}")
-    warn = "".join(f'<div class="af-warn">{html.escape(w)}</div>' for w in run.warnings)
+    warn = "".join(f'<div class="af-warn">{html.escape(hide_paths(w))}</div>' for w in run.warnings)
     return f'<div class="af-source">{head}{warn}</div>'
 
 
@@ -232,7 +224,7 @@ class user_errors:
 
     def __exit__(self, kind, exc, tb):
         if isinstance(exc, AdafuseError):
-            raise toast(str(exc), print_exception=False) from exc
+            raise toast(str(exc)) from exc
         if isinstance(exc, OSError):
-            raise toast(f"cannot read: {exc}", print_exception=False) from exc
+            raise toast(f"cannot read: {exc}") from exc
         return False
