@@ -65,7 +65,7 @@ def test_run_an_example_and_inspect_it(page):
     assert text.startswith("[") and text.count("]") >= 2 and "singapore" in text.lower()
     spans.first.hover()
     expect(page.locator("#spans .af-span .af-tip").first).to_be_visible()
-    expect(page.locator("#spans .af-span .af-tip").first).to_contain_text("Round 0")
+    expect(page.locator("#spans .af-span .af-tip").first).to_contain_text("Round 1")   # rounds count from 1 on screen
 
     # candidate table with the winner marked, and the words-per-round Plotly chart
     table = page.locator("#candidates")
@@ -102,7 +102,7 @@ def test_cases_view_open_a_run_filter_select_and_rerun(page, run_dir):
     assert spans.count() == len([s for s in trace.spans() if s.strip()])
     closest = gallery.trace_info(gallery.default_focus())[first.index].margin_round   # hover the closest call
     page.locator(f"#cases-spans .af-span[data-round='{closest}']").hover()
-    expect(page.locator(f"#cases-spans .af-span[data-round='{closest}'] .af-tip")).to_contain_text(f"Round {closest}")
+    expect(page.locator(f"#cases-spans .af-span[data-round='{closest}'] .af-tip")).to_contain_text(f"Round {closest + 1}")
     page.screenshot(path=str(SHOTS / "screenshot-cases.png"), full_page=True)
 
     # open the run by its folder, filter to the items where the methods disagree, select one
