@@ -125,6 +125,7 @@ def test_summary_markdown_is_shareable():
                                      R("greedy gemma3-270m", "a | b\nc", 1.1, 0.5, {B: 7}, {"exact match": 0.0},
                                        "repeats itself")],
                                  reference="Singapore", task="qa")
+    assert "| greedy gemma3-270m | ⚠ repeats itself: a \\| b ⏎ c |" in md
     assert "[Singapore] [is generally a] [very safe place]" in md
     assert "`tau=0.7`" in md and "| AdaFuse |" in md and "a \\| b ⏎ c" in md
     assert "| 1.00 |" in md and "| 0.00 |" in md

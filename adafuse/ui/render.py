@@ -205,6 +205,8 @@ def summary_markdown(trace: Trace, comparison: list | None = None, reference: st
             out = r.text.strip().replace("\n", " ⏎ ").replace("|", "\\|")
             if len(out) > 80:
                 out = out[:77] + "…"
+            if r.flag:                            # a degenerate output (compare.degenerate)
+                out = f"⚠ {r.flag}: {out}"
             cells = [r.name, out, fmt(r.objective), f"{r.seconds:.2f}", str(sum(r.forward_passes.values()))]
             cells += [fmt(r.metrics[k], 2) if k in r.metrics else "–" for k in metric_names]
             lines.append("| " + " | ".join(cells) + " |")
