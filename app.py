@@ -94,7 +94,8 @@ def build(studio: Studio) -> gr.Blocks:
                                             info="at a word start below τ a model stops its span "
                                                  "(and branches if B > 1)")
                             with gr.Row():
-                                max_words = gr.Slider(1, 5, value=3, step=1, label="M: max words per span")
+                                max_words = gr.Slider(1, 5, value=3, step=1, label="M: max words per span",
+                                                      elem_id="max-words")
                                 branches = gr.Slider(1, 5, value=1, step=1, label="B: branches at uncertain words")
                             with gr.Row():
                                 max_new_tokens = gr.Slider(1, studio.limits.max_new_tokens, value=first[4], step=1,
@@ -168,6 +169,10 @@ def build(studio: Studio) -> gr.Blocks:
         task_preset.change(studio.fill_task, task_preset,
                            [prompt, reference, prompt_format, stop, max_new_tokens, task], api_name="task_preset",
                            **raw)
+        for box in (model_a, model_b, model_c):
+            box.change(studio.model_picked, box, status, api_visibility="private")
+        for slider in (tau, max_words, branches, max_new_tokens):
+            clamp_while_typing(slider)
         slots = concurrency_limit()
 
         # Stop and Run reach this visitor's running decodes, which end after their current round
@@ -200,8 +205,9 @@ def build(studio: Studio) -> gr.Blocks:
         # Cases: a selected item re-runs live in the Studio with the chosen tau / M / B
         rerun = functools.partial(cases_ui.rerun_inputs, presets=presets,
                                   max_tokens_limit=studio.limits.max_new_tokens, allow_custom=allow_custom)
-        rerun_fill = cases.rerun.click(rerun, [cases.run, cases.case, cases.focus, cases.tau, cases.max_words,
-                                               cases.branches], decode_inputs + [views], api_visibility="private")
+        rerun_fill = cases.rerun.click(forget_preset(rerun), [cases.run, cases.case, cases.focus, cases.tau,
+                                                              cases.max_words, cases.branches],
+                                       decode_inputs + [views, task_preset], api_visibility="private")
         rerun_run = rerun_fill.success(run_fn, decode_inputs, run_outputs, api_visibility="private", **common)
         rerun_run.success(after_run, [auto_compare, trace_state] + decode_inputs, compare_outputs,
                           api_visibility="private", **common)
@@ -258,6 +264,8 @@ def cases_layout() -> SimpleNamespace:
         c.tau = gr.Slider(0, 1, value=0.7, step=0.05, label="τ", min_width=160, elem_id="cases-tau")
         c.max_words = gr.Slider(1, 5, value=3, step=1, label="M", min_width=160, elem_id="cases-m")
         c.branches = gr.Slider(1, 5, value=1, step=1, label="B", min_width=160, elem_id="cases-b")
+        for slider in (c.tau, c.max_words, c.branches):
+            clamp_while_typing(slider)
         c.rerun = gr.Button("What if? Re-run this item live with this τ / M / B", variant="primary",
                             elem_id="cases-rerun", min_width=220)
     with gr.Tabs():
@@ -293,6 +301,23 @@ def wire_cases(c: SimpleNamespace) -> None:
     # another method inspected: new trace summaries for the list, and that method's trace
     c.focus.input(first_page, query, listed, **private).then(cases_ui.show_case, [c.run, c.focus, c.case], shown,
                                                              **private)
+
+
+def clamp_while_typing(slider: gr.Slider) -> None:
+    """Gradio clamps a slider's number box to the slider's range only when the box loses focus:
+    typing 9 into M (1 to 5) left 9 in the box beside a slider at 5. Clamp it as it is typed, in
+    the page (an emptied box is left empty, to be typed into)."""
+    lo, hi = slider.minimum, slider.maximum
+    slider.input(None, slider, slider, queue=False, api_visibility="private",
+                 js=f"(v) => (v === null || v === '' || isNaN(v)) ? v : Math.min(Math.max(v, {lo}), {hi})")
+
+
+def forget_preset(rerun):
+    """A what-if re-run fills the Studio from a Cases item: the task preset box, which named the
+    preset of the earlier prompt, is emptied (its change then fills nothing)."""
+    def fill(*args):
+        return (*rerun(*args), None)
+    return fill
 
 
 def in_session(decode, names):

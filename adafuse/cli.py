@@ -96,7 +96,8 @@ def _generate(args) -> int:
     s = trace.stats
     out_tokens = max(s.new_tokens.values()) or 1
     print()
-    print(f"mode {trace.mode}, {len(trace.rounds)} rounds, {sum(r.branched for r in trace.rounds)} branched, "
+    n = len(trace.rounds)
+    print(f"mode {trace.mode}, {n} round{'s' * (n != 1)}, {sum(r.branched for r in trace.rounds)} branched, "
           f"stop: {s.stop_reason}, {s.seconds:.2f} s ({1000 * s.seconds / out_tokens:.0f} ms per token)")
     for name in trace.models:
         print(f"  {name}: {s.new_tokens[name]} tokens, {s.forward_passes[name]} forward passes")

@@ -67,6 +67,11 @@ class Round:
     chosen_index: int
 
     @property
+    def number(self) -> int:
+        """The round as a user counts it, from 1 (`index`, the trace's own, counts from 0)."""
+        return self.index + 1
+
+    @property
     def chosen(self) -> str:
         return self.candidates[self.chosen_index].text
 

@@ -65,7 +65,7 @@ def test_run_an_example_and_inspect_it(page):
     assert text.startswith("[") and text.count("]") >= 2 and "singapore" in text.lower()
     spans.first.hover()
     expect(page.locator("#spans .af-span .af-tip").first).to_be_visible()
-    expect(page.locator("#spans .af-span .af-tip").first).to_contain_text("Round 0")
+    expect(page.locator("#spans .af-span .af-tip").first).to_contain_text("Round 1")   # rounds count from 1 on screen
 
     # candidate table with the winner marked, and the words-per-round Plotly chart
     table = page.locator("#candidates")
@@ -102,7 +102,7 @@ def test_cases_view_open_a_run_filter_select_and_rerun(page, run_dir):
     assert spans.count() == len([s for s in trace.spans() if s.strip()])
     closest = gallery.trace_info(gallery.default_focus())[first.index].margin_round   # hover the closest call
     page.locator(f"#cases-spans .af-span[data-round='{closest}']").hover()
-    expect(page.locator(f"#cases-spans .af-span[data-round='{closest}'] .af-tip")).to_contain_text(f"Round {closest}")
+    expect(page.locator(f"#cases-spans .af-span[data-round='{closest}'] .af-tip")).to_contain_text(f"Round {closest + 1}")
     page.screenshot(path=str(SHOTS / "screenshot-cases.png"), full_page=True)
 
     # open the run by its folder, filter to the items where the methods disagree, select one
@@ -130,6 +130,7 @@ def test_cases_view_open_a_run_filter_select_and_rerun(page, run_dir):
     branches.press("Enter")
     page.locator("#cases-rerun").click()
     expect(page.locator("#prompt textarea")).to_have_value(trace.prompt)
+    expect(page.locator("#task-preset input")).to_have_value("")    # it no longer names the old preset
     expect(page.locator("#status")).to_contain_text("Done.", timeout=300_000)
     expect(page.locator("#spans .af-span").first).to_be_visible()
 
@@ -431,3 +432,32 @@ def test_the_cases_table_keeps_readable_columns_on_a_phone(page, app_url):
         assert text_columns and all(w >= 120 for _, w in text_columns), widths
     finally:
         page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def test_a_preset_that_cannot_load_here_is_refused_cleanly(page, app_url):
+    """Issue 16, items 7 and 9: Llama (not cached, offline) is labelled in its box and named as
+    soon as it is chosen, in the status and a toast titled for what happened; Run then ends on
+    that status, not on "Loading…" with Error badges, and the comparison says why it did not
+    start. And M's number box and slider agree as soon as 9 is typed into the box."""
+    expect = sync_api.expect
+    page.goto(app_url)
+    number, slider = page.locator("#max-words input[type=number]"), page.locator("#max-words input[type=range]")
+    number.fill("9")
+    expect(number).to_have_value("5")
+    expect(slider).to_have_value("5")
+
+    choose(page, "#model-b", "llama-3.1-8b-instruct")
+    expect(page.locator("#model-b input")).to_have_value("llama-3.1-8b-instruct (not available here)")
+    status = page.locator("#status")
+    expect(status).to_contain_text("Not available here. preset 'llama-3.1-8b-instruct' is not available")
+    toast = page.locator("[data-testid=toast-text]").filter(has_text="llama-3.1-8b-instruct")
+    expect(toast).to_have_count(1)                   # once, not once per event the box sends
+    expect(toast).to_contain_text("Model not loaded: preset 'llama-3.1-8b-instruct' is not available")
+    page.locator("#run").click()
+    expect(status).to_contain_text("Not run: a model did not load.", timeout=30_000)
+    expect(status).to_contain_text("meta-llama/Llama-3.1-8B-Instruct")
+    expect(status).not_to_contain_text("Loading")
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#compare-status")).to_contain_text("Not compared: the run did not start.")
+    no_error_badges(page)
+    page.get_by_role("tab", name="Rounds").click()

@@ -12,7 +12,7 @@ from cases_run import ADAFUSE, records  # noqa: E402
 
 from adafuse import cli  # noqa: E402
 from adafuse.cases import Query, load_trace, open_cases, select  # noqa: E402
-from adafuse.cases.gallery import KINDS, kind_of  # noqa: E402
+from adafuse.cases.gallery import KINDS, kind_of, note  # noqa: E402
 from adafuse.cases.report import contested  # noqa: E402
 from adafuse.cases.select import verdict  # noqa: E402
 from adafuse.trace import Trace  # noqa: E402
@@ -42,10 +42,13 @@ def test_listing_and_markdown_report(run_dir, tmp_path, capsys):
         assert f"{case.name}: {case.question}" in md
         assert trace.bracketed() in md                                  # the output, one bracket per round
         block = blocks[[c.name for c, _ in want].index(case.name)]
-        assert f"{v.info.rounds} rounds, {v.info.branched} branched" in block
+        rounds = f"{v.info.rounds} round" + ("" if v.info.rounds == 1 else "s")
+        assert f"{rounds}, {v.info.branched} branched" in block
+        if v.info.margin is not None:                                    # rounds shown counted from 1
+            assert f"(round {v.info.margin_round + 1})" in block
         for rnd in contested(trace):                                     # every contested round's winner
             c = rnd.candidates[rnd.chosen_index]
-            assert f"| {rnd.index} | ✓ | `{repr(c.text)[1:-1]}` |" in md
+            assert f"| {rnd.index + 1} | ✓ | `{repr(c.text)[1:-1]}` |" in md
 
 
 def test_html_report_limit_and_another_method(run_dir, tmp_path, capsys):
@@ -122,5 +125,6 @@ def test_the_shipped_gallery(capsys):
         v = verdict(case, focus, run.singles(), run.trace_info(focus)[case.index])
         assert n["kind"] in kind_of(case, v, run, focus), case.name
         assert case.note and load_trace(case, focus).text == case.results[focus].prediction
+        assert case.note == note(run, case, n["kind"], focus)       # as made now: rounds counted from 1
         kinds.append(n["kind"])
     assert kinds == sorted(kinds, key=list(KINDS).index) and len(set(kinds)) >= 3

@@ -123,7 +123,7 @@ def test_run_streams_and_renders_the_trace(qa_run, lms):
     assert "Leonardo" in text                         # both models know who painted the Mona Lisa
     # spans: one coloured bracket per committed round, each with its round's candidates on hover
     assert spans.count("data-round=") == len([s for s in trace.spans() if s])
-    assert "af-tip" in spans and "Round 0" in spans
+    assert "af-tip" in spans and "Round 1<" in spans and "Round 0" not in spans   # counted from 1
     # candidate table: a winner per round, each model's NLL, fused score = their mean
     assert isinstance(cands, pd.DataFrame)
     assert list(cands.columns[4:7]) == [f"NLL {A}", f"NLL {B}", "fused score"]
@@ -212,6 +212,62 @@ def test_a_new_run_ends_the_sessions_comparison(studio, qa_run):
     assert studio.why_not_compare(qa_run[-1][5], "s") == "Comparison cancelled by a new run."
 
 
+def test_the_star_never_goes_to_a_degenerate_output(studio, lms):
+    """Issue 16, item 9: the prompt repeated three times has the lowest objective of all (the
+    models find it very likely), so the ★ went to it. Flagged degenerate, it gets ⚠ instead."""
+    from adafuse.ui.compare import MethodResult, best_index, degenerate
+    from adafuse.ui.scoring import OutputScorer
+    prompt = studio.fill_task("Free chat")[0]
+    texts = {"greedy gemma3-270m": "\n" + "\n".join([prompt] * 3),
+             "AdaFuse": " Yes. Singapore is one of the safest cities in the world, even at night.",
+             "fixed L=1": " Yes, it is safe, it is safe, it is safe, it is safe, it is safe, it is safe, it is safe."}
+    scorer = OutputScorer(lms, prompt, "chat")
+    results = [MethodResult(name, text, *scorer.objective(text), 1.0, {A: 1}, flag=degenerate(text, prompt))
+               for name, text in texts.items()]
+    echo, answer, loop = results
+    assert echo.objective < answer.objective           # the real scores: the echo would have won
+    assert (echo.flag, answer.flag, loop.flag) == ("repeats the prompt", "", "repeats itself")
+    assert best_index(results) == 1
+    headers, rows = callbacks.comparison_table(results)
+    assert headers[5] == "note" and [r[5] for r in rows] == ["⚠ repeats the prompt", "★ lowest objective",
+                                                             "⚠ repeats itself"]
+    cards = callbacks.compare_cards_html(results)
+    assert '<div class="af-card af-best"><h4>AdaFuse <span class="af-card-note">★ lowest objective</span>' in cards
+    assert ('<div class="af-card af-flagged"><h4>greedy gemma3-270m <span class="af-card-note">⚠ repeats the '
+            'prompt</span>') in cards and cards.count("★") == 1
+    # a plain answer that restates part of the question is not flagged
+    assert degenerate(" Singapore is safe for a solo traveller.", prompt) == ""
+
+
+def test_free_chat_says_which_model_gets_the_raw_prompt(studio, lms):
+    """Issue 16, item 9: with the chat format a model without a chat template gets the raw
+    prompt (adafuse.state); the status says so, live and at the end."""
+    raw = [lm.name for lm in lms if not lm.tokenizer.chat_template]
+    assert raw == [B]                                   # Gemma-3-270M base has none; SmolLM2 has one
+    outs = drain(studio.run(*inputs(studio, task="Free chat", max_new_tokens=4)))
+    note = "gemma3-270m has no chat template: it gets the raw prompt."
+    assert outs[-1][0].startswith("**Done.**") and outs[-1][0].endswith(note)
+    assert all(note in o[0] for o in outs[1:] if o[0].startswith("Decoding… round"))
+    assert callbacks.no_chat_template_note(lms, "raw") == ""
+
+
+def test_toasts_carry_their_title_in_their_text():
+    """Gradio 6's page heads every raised error's toast "Error" whatever its title: the title
+    leads the (escaped) text, and is the toast's title for API clients."""
+    e = callbacks.toast("the prompt is <empty>", title="Invalid input")
+    assert e.title == "Invalid input" and e.message == "Invalid input: the prompt is &lt;empty&gt;"
+    assert callbacks.toast("plain").message == "plain"
+
+
+def test_an_emptied_task_preset_fills_nothing(studio):
+    """A what-if re-run from Cases empties the task preset box (app.forget_preset); its change
+    event must leave the prompt the re-run filled."""
+    assert all(isinstance(v, type(gr.skip())) for v in studio.fill_task(None))
+    import app
+    filled = app.forget_preset(lambda *a: ("A", "B", "(none)", "prompt", gr.update(selected="studio")))()
+    assert filled[-1] is None and filled[:4] == ("A", "B", "(none)", "prompt")
+
+
 def test_time_limit_stops_decoding_and_says_so(lms, tmp_path):
     st = Studio(store=ModelStore(lambda n, p=None: {lm.name: lm for lm in lms}[n]),
                 limits=Limits(time_limit_s=1e-6), export_dir=str(tmp_path))
@@ -221,12 +277,47 @@ def test_time_limit_stops_decoding_and_says_so(lms, tmp_path):
 
 
 def test_model_load_failure_is_clear_and_harmless(studio, monkeypatch):
+    """A load that fails is a status and a toast, not an exception (which marks every output
+    "Error"); the next request works."""
     monkeypatch.setenv("ADAFUSE_ALLOW_CUSTOM_MODELS", "1")
-    with pytest.raises(gr.Error) as e:
-        drain(studio.run(*inputs(studio, model_b="nobody-here/not-a-real-model")))
-    assert e.value.title == "Model failed to load" and "not-a-real-model" in e.value.message
+    with pytest.warns(UserWarning, match="not-a-real-model"):       # gr.Warning outside a Gradio app
+        outs = drain(studio.run(*inputs(studio, model_b="nobody-here/not-a-real-model")))
+    assert outs[0][0].startswith("Loading ")
+    assert outs[-1][0].startswith("**Not run: a model did not load.**") and "not-a-real-model" in outs[-1][0]
+    assert outs[-1][5] is None and studio.why_not_compare(None, None) == "Not compared: the run did not start."
     out = drain(studio.run(*inputs(studio, max_new_tokens=3)))[-1]    # the next request works
     assert out[6].strip()
+
+
+def test_a_model_that_cannot_load_here_keeps_the_loaded_pair(lms, tmp_path):
+    """Issue 16, item 7: a preset that cannot load here (Llama: not cached, and offline) is named
+    at once, when chosen and when run, in the status and a toast; the run ends there without an
+    error, with the loaded pair still loaded (the same objects, nothing reloaded)."""
+    loads = []
+
+    def load(name, progress=None):
+        loads.append(name)
+        return {lm.name: lm for lm in lms}[name]
+    store = ModelStore(load, adafuse.unavailable)
+    st = Studio(store=store, export_dir=str(tmp_path))
+    pair = store.get([A, B])
+    llama = "llama-3.1-8b-instruct"
+    with pytest.warns(UserWarning, match="preset 'llama-3.1-8b-instruct' is not available"):
+        picked = st.model_picked(llama)
+    assert picked.startswith("**Not available here.** preset 'llama-3.1-8b-instruct' is not available")
+    assert isinstance(st.model_picked(A), type(gr.skip())) and isinstance(st.model_picked("(none)"), type(gr.skip()))
+    with pytest.warns(UserWarning, match="meta-llama/Llama-3.1-8B-Instruct"):
+        outs = drain(st.run(*inputs(st, model_b=llama), session="s"))
+    assert len(outs) == 1                                   # no "Loading…" first: it fails fast
+    status, state = outs[0][0], outs[0][5]
+    assert status.startswith("**Not run: a model did not load.** preset 'llama-3.1-8b-instruct' is not available")
+    assert status.endswith(f"Still loaded: {A}, {B}.") and state is None
+    assert st.why_not_compare(state, "s") == "Not compared: the run did not start."
+    with pytest.warns(UserWarning):
+        compared = drain(st.compare(None, *inputs(st, model_a=llama)))
+    assert compared[-1][0].startswith("**Not run: a model did not load.**")
+    assert store.loaded == [A, B] and store.get([A, B]) == pair and all(x is y for x, y in zip(store.get([A, B]), pair))
+    assert loads == [A, B]                                  # loaded once, before the failed runs
 
 
 def test_out_of_memory_frees_and_reports(studio, monkeypatch):
@@ -264,7 +355,7 @@ def test_model_output_is_escaped_on_the_callback_path(tmp_path):
                 assert "<script" not in value and "<img" not in value
     assert "&lt;img src=x onerror=alert(2)&gt;" in outs[-1][1]
     cards = callbacks.compare_cards_html([type("R", (), dict(name="<b>x</b>", text=evil[0], objective=1.0, seconds=0.1,
-                                                              forward_passes={A: 1}, metrics={}))()])
+                                                              forward_passes={A: 1}, metrics={}, flag=""))()])
     assert "<script" not in cards and "<b>x" not in cards
 
 

@@ -70,13 +70,42 @@ def test_candidate_and_proposal_tables():
     assert headers[4:] == ["NLL smollm2-135m-instruct", "NLL gemma3-270m", "fused score", "words"]
     assert len(rows) == 6
     winners = [r for r in rows if r[1] == "✓"]
-    assert [w[0] for w in winners] == [0, 1, 2]
+    assert [w[0] for w in winners] == [1, 2, 3]      # rounds as users count them, from 1
     assert winners[1][2] == " is generally a" and winners[1][3] == "smollm2-135m-instruct"
     assert winners[1][6] == round((1.5 + 0.7) / 2, 4)
     ph, prow = render.proposal_table(t)
     assert ph[1:4] == ["model", "words", "first-token margins"]
     assert len(prow) == 6 and prow[2][4] == "yes" and prow[2][3] == "0.90 0.90 0.90"
     assert render.candidate_table(None)[1] == []
+
+
+def test_rounds_count_from_one_with_the_right_plural():
+    """Issue 16, item 9: the user sees rounds numbered from 1 (the trace's index counts from 0)
+    and "1 round", not "1 rounds"."""
+    t = make_trace()
+    assert render.round_tooltip_html(t.rounds[0], t.models).startswith(
+        '<span class="af-tip"><span class="af-tip-title">Round 1</span>')
+    assert [row[0] for row in render.proposal_table(t)[1]] == [1, 1, 2, 2, 3, 3]
+    assert "<td>3</td><td>✓</td>" in render.candidate_rows_html(t.rounds[2], t.models, with_round=True)
+    assert [r.index for r in t.rounds] == [0, 1, 2]                      # the trace keeps its own
+    one = make_trace(spans=[" Singapore"])
+    assert render.status_line(one).startswith("1 round · ") and "Words per round (1 round," in \
+        charts.words_histogram(one).layout.title.text
+    assert render.status_line(t).startswith("3 rounds · ")
+    assert render.plural(0, "round") == "0 rounds"
+
+
+def test_the_summary_lists_the_settings_of_its_method():
+    """Issue 16, item 9: an AdaFuse summary listed `fixed_words=1`, which only fixed rounds read."""
+    t = make_trace()
+    t.settings["fixed_words"] = 1
+    settings = next(line for line in render.summary_markdown(t).splitlines() if line.startswith("Settings:"))
+    assert settings == ("Settings: `mode=adafuse`, `tau=0.7`, `max_words=3`, `branches=1`, `max_new_tokens=32`, "
+                        "`prompt_format=raw`")
+    t.settings.update(mode="fixed", fixed_words=2)
+    assert "`mode=fixed`, `fixed_words=2`, `max_new_tokens=32`" in render.summary_markdown(t)
+    t.settings["mode"] = "greedy"
+    assert "Settings: `mode=greedy`, `max_new_tokens=32`, `prompt_format=raw`" in render.summary_markdown(t)
 
 
 def test_empty_and_live_states():
@@ -88,13 +117,15 @@ def test_empty_and_live_states():
 
 def test_summary_markdown_is_shareable():
     class R:  # the shape of compare.MethodResult
-        def __init__(self, name, text, objective, seconds, fp, metrics):
+        def __init__(self, name, text, objective, seconds, fp, metrics, flag=""):
             self.name, self.text, self.objective, self.seconds = name, text, objective, seconds
-            self.forward_passes, self.metrics = fp, metrics
+            self.forward_passes, self.metrics, self.flag = fp, metrics, flag
     t = make_trace()
     md = render.summary_markdown(t, [R("AdaFuse", t.text, 0.8, 1.2, {A: 9, B: 8}, {"exact match": 1.0}),
-                                     R("greedy gemma3-270m", "a | b\nc", 1.1, 0.5, {B: 7}, {"exact match": 0.0})],
+                                     R("greedy gemma3-270m", "a | b\nc", 1.1, 0.5, {B: 7}, {"exact match": 0.0},
+                                       "repeats itself")],
                                  reference="Singapore", task="qa")
+    assert "| greedy gemma3-270m | ⚠ repeats itself: a \\| b ⏎ c |" in md
     assert "[Singapore] [is generally a] [very safe place]" in md
     assert "`tau=0.7`" in md and "| AdaFuse |" in md and "a \\| b ⏎ c" in md
     assert "| 1.00 |" in md and "| 0.00 |" in md

@@ -94,7 +94,7 @@ def note(run: Run, case: Case, kind: str, focus: str) -> str:
     if fought:
         rnd = min(fought, key=lambda r: sorted(c.score for c in r.candidates)[1] - r.winner.score)
         runner = min((c for i, c in enumerate(rnd.candidates) if i != rnd.chosen_index), key=lambda c: c.score)
-        text += (f" Closest call, round {rnd.index}: {rnd.winner.text.strip()!r} beat {runner.text.strip()!r} "
+        text += (f" Closest call, round {rnd.number}: {rnd.winner.text.strip()!r} beat {runner.text.strip()!r} "
                  f"by {runner.score - rnd.winner.score:.3f} in mean NLL.")
     return text
 

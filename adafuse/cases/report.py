@@ -51,9 +51,9 @@ def answer_cell(case: Case, slug: str, width: int = 44) -> str:
 def trace_text(info: TraceInfo | None) -> str:
     if info is None:
         return "no trace"
-    text = f"{info.rounds} rounds, {info.branched} branched"
-    if info.margin is not None:
-        text += f", closest margin {info.margin:.3f} (round {info.margin_round})"
+    text = f"{render.plural(info.rounds, 'round')}, {info.branched} branched"
+    if info.margin is not None:       # margin_round is the trace's index, which counts from 0
+        text += f", closest margin {info.margin:.3f} (round {info.margin_round + 1})"
     return text
 
 
@@ -143,7 +143,7 @@ def cards_html(run: Run, case: Case, focus: str | None) -> str:
         head = esc(run.methods[slug].label) + (" · inspected" if slug == focus else "")
         text = esc(r.prediction.strip()) or "<i>(empty)</i>"
         meta = [f"{metric} {mark}" if mark else "", f"answer {esc(short(r.answer, 60))}" if r.answer else "",
-                f"{r.rounds} rounds" if r.rounds else "", f"{r.seconds:.1f} s" if r.seconds else ""]
+                render.plural(r.rounds, "round") if r.rounds else "", f"{r.seconds:.1f} s" if r.seconds else ""]
         if r.error:
             meta.append(f"error: {esc(r.error)}")
         cls = "af-card af-focus" if slug == focus else "af-card"
@@ -211,7 +211,7 @@ def markdown_report(run: Run, rows: list[tuple[Case, Verdict]], query: Query, ma
                 for i, c in enumerate(rnd.candidates):
                     nll = " | ".join(render.fmt(c.nll.get(m)) for m in trace.models)
                     who = ", ".join(render.short_name(p) for p in c.proposers)
-                    lines.append(f"| {rnd.index} | {'✓' if i == rnd.chosen_index else ''} "
+                    lines.append(f"| {rnd.number} | {'✓' if i == rnd.chosen_index else ''} "
                                  f"| `{_code(render.candidate_label(c))}` | {who} | {nll} | {render.fmt(c.score)} |")
             lines.append("")
     return "\n".join(lines)

@@ -167,9 +167,21 @@ class Studio:
     def parse(self, *inputs) -> RunRequest:
         return parse_request(self.api.PRESETS, self.limits, *inputs)
 
+    def model_picked(self, name):
+        """A model box changed: a preset that cannot load here is named at once, in the status
+        and a toast, instead of after Run."""
+        try:
+            self.store.check([name] if name and name != NONE_CHOICE else [])
+        except ModelLoadError as e:
+            return html.escape(self._load_failed(e, "Not available here."), quote=False)
+        return gr.skip()
+
     # ---- task presets -----------------------------------------------------------------------
     def fill_task(self, preset: str):
-        """Task preset -> (prompt, reference, prompt format, stop strings, max new tokens, task)."""
+        """Task preset -> (prompt, reference, prompt format, stop strings, max new tokens, task).
+        An emptied box (a what-if re-run from Cases empties it) changes nothing."""
+        if preset is None or preset == "":
+            return tuple(gr.skip() for _ in range(6))
         p = self.tasks.get(preset) if isinstance(preset, str) else None
         if p is None:
             raise toast(f"unknown task preset {preset!r}; choose one of: {', '.join(self.tasks)}",
@@ -185,12 +197,19 @@ class Studio:
         summary, JSON file, Markdown file."""
         with _user_errors(), self.sessions.job(session, "run") as job:
             req = self.parse(*inputs)
-            if self.store.loaded != list(req.models):
-                yield self._status_only(f"Loading {', '.join(req.models)}… (the first run converts "
-                                        "the embedded models once)")
-            else:
-                yield self._status_only("Decoding…")
-            lms = self.models_for(req, progress)
+            try:
+                self.store.check(req.models)       # fails fast, before "Loading…"
+                if self.store.loaded != list(req.models):
+                    yield self._status_only(f"Loading {', '.join(req.models)}… (the first run converts "
+                                            "the embedded models once)")
+                else:
+                    yield self._status_only("Decoding…")
+                lms = self.models_for(req, progress)
+            except ModelLoadError as e:
+                self.sessions.run_ended(session)
+                yield self._status_only(self._load_failed(e), trace=None)
+                return
+            chat_note = no_chat_template_note(lms, req.cfg.prompt_format)
             last_table, trace = 0.0, None
             stream = self.api.stream(lms, req.prompt, req.cfg, max_seconds=self.limits.time_limit_s,
                                      should_stop=job.should_stop)
@@ -202,7 +221,7 @@ class Studio:
                         last_table = now
                     if trace.stats.stop_reason:
                         break                      # the final yield: rendered below
-                    yield self._live(trace, full)
+                    yield self._live(trace, full, chat_note)
             finally:
                 stream.close()                     # also on cancel: frees this request's caches
             if trace is None:
@@ -212,26 +231,39 @@ class Studio:
                 note = (f"Stopped after the per-request time limit of {self.limits.time_limit_s:g} s; "
                         "the output so far is shown.")
             self.sessions.run_ended(session)
-            yield self._final(trace, req, note)
+            yield self._final(trace, req, note, chat_note)
 
-    def _status_only(self, message: str):
-        return (html.escape(message),) + tuple(gr.skip() for _ in range(9))
+    def _status_only(self, message: str, **trace):
+        """The status alone; `trace=None` also clears the trace state (a run that never started
+        leaves nothing to compare)."""
+        state = trace["trace"] if "trace" in trace else gr.skip()
+        return (html.escape(message, quote=False),) + (gr.skip(),) * 4 + (state,) + (gr.skip(),) * 4
 
-    def _live(self, trace: Trace, full: bool):
-        status = f"Decoding… round {len(trace.rounds)}"
+    def _load_failed(self, error: ModelLoadError, headline: str = "Not run: a model did not load.") -> str:
+        """A model that cannot load ends the request like any other end, with a status and a
+        toast: raising would mark every output of the event "Error" and blank the tables. The
+        models still loaded stay loaded (ModelStore.check refused the selection first)."""
+        warn(str(error), title="Model not loaded")
+        kept = f" Still loaded: {', '.join(self.store.loaded)}." if self.store.loaded else ""
+        return f"**{headline}** {error}{kept}"
+
+    def _live(self, trace: Trace, full: bool, chat_note: str = ""):
+        status = f"Decoding… round {len(trace.rounds)}" + (f"  \n{html.escape(chat_note)}" if chat_note else "")
         spans = render.spans_html(trace, live=True)
         if not full:
             return (status, spans) + tuple(gr.skip() for _ in range(8))
         return (status, spans, _table(render.candidate_table(trace)), _table(render.proposal_table(trace)),
                 charts.words_histogram(trace), gr.skip(), trace.text, gr.skip(), gr.skip(), gr.skip())
 
-    def _final(self, trace: Trace, req: RunRequest, note: str = ""):
+    def _final(self, trace: Trace, req: RunRequest, note: str = "", chat_note: str = ""):
         """The end of a run, also a stopped one: every output, the exports included, is this run's."""
         stopped = trace.stats.stop_reason == "cancelled"
         headline = "**" + (note or ("Stopped." if stopped else "Done.")) + "**"
         status = headline + ("  \n" if note else " ") + render.status_line(trace)
         if stopped and not trace.rounds:
             status += "  \nNothing was committed before the Stop; the exports hold the prompt only."
+        if chat_note:
+            status += "  \n" + chat_note
         summary = render.summary_markdown(trace, reference=req.reference, task=req.task)
         return (html.escape(status, quote=False), render.spans_html(trace, note=note),
                 _table(render.candidate_table(trace)), _table(render.proposal_table(trace)),
@@ -273,7 +305,11 @@ class Studio:
         Outputs: status, cards, chart, metrics table, summary, Markdown file, results state."""
         with _user_errors(), self.sessions.job(session, "compare") as job:
             req = self.parse(*inputs)
-            lms = self.models_for(req, progress)
+            try:
+                lms = self.models_for(req, progress)
+            except ModelLoadError as e:
+                yield (html.escape(self._load_failed(e), quote=False),) + tuple(gr.skip() for _ in range(6))
+                return
             t0 = time.monotonic()
             trace = _matching_trace(trace_state, req)
             if trace is None:
@@ -307,6 +343,8 @@ class Studio:
     def why_not_compare(self, trace_state, session) -> str:
         """Why the automatic comparison after a run should not start ('' when it should): the
         run was stopped, or Run was pressed again and that new run must not wait behind it."""
+        if trace_state is None:          # the run never started (a model did not load)
+            return "Not compared: the run did not start."
         if isinstance(trace_state, dict) and trace_state.get("stats", {}).get("stop_reason") == "cancelled":
             return "Not compared: the run was stopped."
         if self.sessions.run_asked_since_last_run(session):
@@ -323,6 +361,15 @@ class Studio:
         summary = render.summary_markdown(trace, results, req.reference, req.task)
         return (html.escape(status), cards, fig, table, summary, self._export(summary, "md"),
                 [r.to_dict() for r in results])
+
+
+def no_chat_template_note(lms, prompt_format: str) -> str:
+    """The chat format sends a model without a chat template the raw prompt (adafuse.state):
+    say so, or the user reads its output as a chat answer."""
+    raw = [lm.name for lm in lms if not getattr(lm.tokenizer, "chat_template", None)] if prompt_format == "chat" else []
+    if len(raw) == 1:
+        return f"{raw[0]} has no chat template: it gets the raw prompt."
+    return f"{', '.join(raw)} have no chat template: they get the raw prompt." if raw else ""
 
 
 def _ended_note(job, measured: int, total: int) -> str:
@@ -357,32 +404,56 @@ def comparison_table(results) -> tuple[list[str], list[list]]:
     metric_names = []
     for r in results:
         metric_names += [k for k in r.metrics if k not in metric_names]
-    headers = ["method", "output", "objective (mean NLL)", "seconds", "forward passes"] + metric_names
+    best = compare.best_index(results)
+    headers = ["method", "output", "objective (mean NLL)", "seconds", "forward passes", "note"] + metric_names
     rows = [[r.name, r.text, None if math.isnan(r.objective) else round(r.objective, 4), round(r.seconds, 2),
-             sum(r.forward_passes.values())] + [round(r.metrics[k], 4) if k in r.metrics else None
-                                                for k in metric_names] for r in results]
+             sum(r.forward_passes.values()), _note(r, i == best)]
+            + [round(r.metrics[k], 4) if k in r.metrics else None for k in metric_names]
+            for i, r in enumerate(results)]
     return headers, rows
 
 
+BEST_NOTE = "★ lowest objective"
+
+
+def _note(result, best: bool) -> str:
+    return BEST_NOTE if best else f"⚠ {result.flag}" if result.flag else ""
+
+
 def compare_cards_html(results) -> str:
-    """The methods' outputs side by side (escaped), best ensemble objective highlighted."""
+    """The methods' outputs side by side (escaped): ★ on the lowest ensemble objective of the
+    outputs that are not degenerate, ⚠ and the reason on those that are (compare.best_index)."""
     best = compare.best_index(results)
     cards = []
     for i, r in enumerate(results):
         metrics = "".join(f" · {html.escape(k)} {v:.2f}" for k, v in r.metrics.items())
-        cls = "af-card af-best" if i == best else "af-card"
-        cards.append(f'<div class="{cls}"><h4>{html.escape(r.name)}{" ★" if i == best else ""}</h4>'
+        cls = "af-card af-best" if i == best else "af-card af-flagged" if r.flag else "af-card"
+        note = _note(r, i == best)
+        mark = f' <span class="af-card-note">{html.escape(note)}</span>' if note else ""
+        cards.append(f'<div class="{cls}"><h4>{html.escape(r.name)}{mark}</h4>'
                      f'<div class="af-card-text">{html.escape(r.text.strip()) or "<i>(empty)</i>"}</div>'
                      f'<div class="af-card-meta">objective {render.fmt(r.objective)} · {r.seconds:.2f} s · '
                      f'{sum(r.forward_passes.values())} forward passes{metrics}</div></div>')
     return '<div class="af-compare">' + "".join(cards) + "</div>"
 
 
-def toast(message: str, print_exception: bool = False, **kwargs) -> gr.Error:
-    """An error toast for the user. Gradio renders a toast's text as HTML, and messages carry
-    user- and model-supplied strings (folder names, prompts, model ids): escape them. Paths show
-    no server folder. A user's error is no server fault: Gradio logs no traceback for it."""
-    return gr.Error(html.escape(hide_paths(message), quote=False), print_exception=print_exception, **kwargs)
+def toast(message: str, title: str = "Error", print_exception: bool = False, **kwargs) -> gr.Error:
+    """An error toast for the user, to raise. Gradio renders a toast's text as HTML, and messages
+    carry user- and model-supplied strings (folder names, prompts, model ids): escape them. Paths
+    show no server folder. Gradio 6's page heads a toast with its level ("Error", "Warning") and
+    shows no title, so the title leads the text; API clients get it as `title` too. A user's error
+    is no server fault: Gradio logs no traceback for it."""
+    return gr.Error(_titled(message, title), title=title, print_exception=print_exception, **kwargs)
+
+
+def warn(message: str, title: str) -> None:
+    """A warning toast that does not end the request (see toast)."""
+    gr.Warning(_titled(message, title), title=title)
+
+
+def _titled(message: str, title: str) -> str:
+    text = html.escape(hide_paths(message), quote=False)
+    return text if title == "Error" else f"{title}: {text}"
 
 
 class _user_errors:
@@ -399,13 +470,13 @@ class _user_errors:
         if isinstance(exc, ModelLoadError):
             raise toast(str(exc), title="Model failed to load") from exc
         if isinstance(exc, AdafuseError):
-            raise toast(str(exc)) from exc
+            raise toast(str(exc), title="Decoding failed") from exc
         if _is_oom(exc):
             free_memory()
-            raise gr.Error("Out of memory while decoding. Caches were freed; try fewer max new tokens, "
-                           "fewer branches or smaller models.", title="Out of memory") from exc
+            raise toast("Out of memory while decoding. Caches were freed; try fewer max new tokens, "
+                        "fewer branches or smaller models.", title="Out of memory") from exc
         log.exception("request failed")
-        raise toast(f"Unexpected error: {type(exc).__name__}: {exc}") from exc
+        raise toast(f"{type(exc).__name__}: {exc}", title="Unexpected error") from exc
 
 
 def _is_oom(exc: BaseException) -> bool:

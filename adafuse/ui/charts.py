@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..trace import Trace
-from .render import PALETTE, model_colors, short_name
+from .render import PALETTE, model_colors, plural, short_name
 
 METHOD_COLOR = {"AdaFuse": "#444444"}
 
@@ -65,7 +65,7 @@ def words_histogram(trace: Trace | None) -> go.Figure:
                            text=[counts[x] for x in xs], textposition="outside", cliponaxis=False))
     n = len(trace.rounds) if trace else 0
     mean = sum(k * v for k, v in counts.items()) / n if n else 0.0
-    fig.update_layout(title=f"Words per round ({n} rounds, mean {mean:.2f})", height=300,
+    fig.update_layout(title=f"Words per round ({plural(n, 'round')}, mean {mean:.2f})", height=300,
                       xaxis=dict(title="words committed in the round", dtick=1),
                       yaxis=dict(title="rounds"), template="plotly_white",
                       margin=dict(l=40, r=20, t=50, b=40))

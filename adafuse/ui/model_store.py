@@ -59,15 +59,22 @@ class ModelStore:
     def loaded(self) -> list[str]:
         return list(self._lms)
 
+    def check(self, names: list[str]) -> None:
+        """Raise ModelLoadError when a name that is not loaded cannot load here (not cached,
+        offline), without reading a weight: a run asks before it says "Loading…"."""
+        for name in names if self._unavailable else []:
+            why = name not in self._lms and self._unavailable(name)
+            if why:
+                raise ModelLoadError(why)
+
     def get(self, names: list[str], progress=None) -> list:
+        """The models of `names`, loading the missing ones. A selection that cannot load must not
+        cost the user the models already loaded: it is refused before any is released. (A load
+        that fails later, on a corrupt file say, loses the released ones: keeping them would
+        double the peak memory of every swap.)"""
         with self._lock:
             if list(self._lms) != list(names):
-                # A selection that cannot load (not cached, offline) must not cost the user the
-                # models already loaded: refuse it before releasing any.
-                for name in names if self._unavailable else []:
-                    why = name not in self._lms and self._unavailable(name)
-                    if why:
-                        raise ModelLoadError(why)
+                self.check(names)
                 for name in [n for n in self._lms if n not in names]:
                     del self._lms[name]          # a request still decoding keeps its own reference
                 free_memory()

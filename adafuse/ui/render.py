@@ -28,6 +28,10 @@ def short_name(model: str) -> str:
     return model.rstrip("/").split("/")[-1]
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def fmt(x: float, digits: int = 3) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -60,7 +64,7 @@ def candidate_rows_html(rnd: Round, models: list[str], with_round: bool = False)
     rows = []
     for i, c in enumerate(rnd.candidates):
         cls = ' class="af-win"' if i == rnd.chosen_index else ""
-        first = f"<td>{rnd.index}</td>" if with_round else ""
+        first = f"<td>{rnd.number}</td>" if with_round else ""
         nlls = "".join(f"<td>{fmt(c.nll.get(m, float('nan')))}</td>" for m in models)
         rows.append(f"<tr{cls}>{first}<td>{'✓' if i == rnd.chosen_index else ''}</td>"
                     f"<td class=\"af-cand\">{esc(candidate_label(c))}</td>"
@@ -78,7 +82,7 @@ def round_tooltip_html(rnd: Round, models: list[str]) -> str:
         words = " ".join(f"{esc(repr(w)[1:-1])}<sub>{fmt(m, 2)}</sub>" for w, m in zip(p.words, p.margins))
         mark = f" {BRANCH_MARK} branched" if p.branched else ""
         props.append(f"<div><b>{esc(short_name(p.model))}</b>{mark}: {words}</div>")
-    return (f'<span class="af-tip"><span class="af-tip-title">Round {rnd.index}</span>'
+    return (f'<span class="af-tip"><span class="af-tip-title">Round {rnd.number}</span>'
             f"<table><tr><th></th><th>candidate</th><th>proposed by</th>{head}<th>fused</th></tr>"
             + rows + "</table>"
             + '<span class="af-tip-props">words with first-token margins</span>' + "".join(props)
@@ -122,7 +126,7 @@ def spans_html(trace: Trace | None, live: bool = False, note: str = "") -> str:
 
 def status_line(trace: Trace, live: bool = False) -> str:
     s = trace.stats
-    parts = [f"{len(trace.rounds)} rounds"]
+    parts = [plural(len(trace.rounds), "round")]
     branched = sum(r.branched for r in trace.rounds)
     if trace.rounds:
         parts.append(f"{branched} branched")
@@ -147,7 +151,7 @@ def candidate_table(trace: Trace | None) -> tuple[list[str], list[list]]:
     rows = []
     for rnd in (trace.rounds if trace else []):
         for i, c in enumerate(rnd.candidates):
-            rows.append([rnd.index, "✓" if i == rnd.chosen_index else "", candidate_label(c),
+            rows.append([rnd.number, "✓" if i == rnd.chosen_index else "", candidate_label(c),
                          ", ".join(short_name(p) for p in c.proposers)]
                         + [_num(c.nll.get(m)) for m in models] + [_num(c.score), c.words])
     return headers, rows
@@ -159,7 +163,7 @@ def proposal_table(trace: Trace | None) -> tuple[list[str], list[list]]:
     rows = []
     for rnd in (trace.rounds if trace else []):
         for p in rnd.proposals:
-            rows.append([rnd.index, short_name(p.model), " | ".join(repr(w)[1:-1] for w in p.words),
+            rows.append([rnd.number, short_name(p.model), " | ".join(repr(w)[1:-1] for w in p.words),
                          " ".join(fmt(m, 2) for m in p.margins), "yes" if p.branched else "",
                          " | ".join(repr(s)[1:-1] for s in p.spans)])
     return headers, rows
@@ -171,12 +175,17 @@ def _num(x):
     return round(float(x), 4)
 
 
+# The settings each decoding mode reads; the others are in the trace but do not apply to it
+# (an AdaFuse run carries fixed_words=1, which only fixed-length rounds use).
+METHOD_SETTINGS = {"adafuse": ("tau", "max_words", "branches"), "fixed": ("fixed_words",), "greedy": ()}
+
+
 def summary_markdown(trace: Trace, comparison: list | None = None, reference: str = "",
                      task: str = "") -> str:
     """A shareable Markdown report: settings, prompt, bracketed output, stats, comparison."""
     st = trace.settings
     lines = [f"## AdaFuse run: {' + '.join(short_name(m) for m in trace.models)}", ""]
-    keys = [k for k in ("mode", "tau", "max_words", "branches", "fixed_words", "max_new_tokens", "prompt_format")
+    keys = [k for k in ("mode",) + METHOD_SETTINGS.get(st.get("mode"), ()) + ("max_new_tokens", "prompt_format")
             if k in st]
     lines.append("Settings: " + ", ".join(f"`{k}={st[k]}`" for k in keys))
     if st.get("stop"):
@@ -196,6 +205,8 @@ def summary_markdown(trace: Trace, comparison: list | None = None, reference: st
             out = r.text.strip().replace("\n", " ⏎ ").replace("|", "\\|")
             if len(out) > 80:
                 out = out[:77] + "…"
+            if r.flag:                            # a degenerate output (compare.degenerate)
+                out = f"⚠ {r.flag}: {out}"
             cells = [r.name, out, fmt(r.objective), f"{r.seconds:.2f}", str(sum(r.forward_passes.values()))]
             cells += [fmt(r.metrics[k], 2) if k in r.metrics else "–" for k in metric_names]
             lines.append("| " + " | ".join(cells) + " |")
