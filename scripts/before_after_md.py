@@ -1,0 +1,71 @@
+"""Before and after a change to the engine: one method's results in two run folders, item by item.
+
+    python scripts/before_after_md.py BEFORE AFTER [--slug adafuse_tau0.7_M3_B1]
+
+BEFORE and AFTER are eval --out folders (or folders above them: every result file under them is
+read, rank pieces too). For each task both hold, on the items both finished: the scores, the paired
+difference with its 95% bootstrap interval, how many answers changed, and how many of those had,
+before, a winning span that ran past one of the task's stop strings (the defect that stop-aware
+scoring removes, issue 15). Markdown on stdout, for docs/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from eval_results_md import paired_comparison, points  # noqa: E402
+
+METRICS = {"nq": ("em", "f1"), "triviaqa": ("em", "f1"), "squad": ("em", "f1"), "gsm8k": ("accuracy",),
+           "flores-de-en": ("chrf",), "flores-en-de": ("chrf",)}
+
+
+def records(root: Path, slug: str) -> dict[str, dict[str, dict]]:
+    """task -> item key -> record, from every `<task>/<slug>[.rankN].jsonl` under root."""
+    out: dict[str, dict[str, dict]] = {}
+    for path in sorted(root.rglob(f"{slug}*.jsonl")):
+        if path.name != f"{slug}.jsonl" and not path.name.startswith(f"{slug}.rank"):
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            if not r.get("error"):
+                out.setdefault(r["task"], {})[r["key"]] = r
+    return out
+
+
+def crossed_stop(record: dict) -> bool:
+    """Did a round's winning span hold text past a stop string (so the output was cut there)?"""
+    stops = [s for s in record["trace"]["settings"].get("stop", []) if s]
+    return any(any(s in r["chosen"] for s in stops) for r in record["trace"]["rounds"])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("before", type=Path)
+    p.add_argument("after", type=Path)
+    p.add_argument("--slug", default="adafuse_tau0.7_M3_B1")
+    a = p.parse_args()
+    before, after = records(a.before, a.slug), records(a.after, a.slug)
+    print("| task | metric | items | before | after | after better | worse | same | mean diff [95% CI] "
+          "| answers changed | of them, crossed a stop before |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for task in [t for t in METRICS if t in before and t in after]:
+        keys = sorted(set(before[task]) & set(after[task]), key=lambda k: int(k.split(":")[0]))
+        changed = [k for k in keys if before[task][k]["answer"] != after[task][k]["answer"]]
+        crossed = sum(crossed_stop(before[task][k]) for k in changed)
+        for metric in METRICS[task]:
+            b = {k: before[task][k]["metrics"][metric] for k in keys}
+            f = {k: after[task][k]["metrics"][metric] for k in keys}
+            cells, _, _ = paired_comparison(f, b, keys, metric)
+            scale = points(metric) / len(keys)
+            _, better, worse, same, diff = cells.split(" | ")
+            print(f"| {task} | {metric} | {len(keys)} | {sum(b.values()) * scale:.1f} | {sum(f.values()) * scale:.1f} "
+                  f"| {better} | {worse} | {same} | {diff} | {len(changed)} | {crossed} |")
+
+
+if __name__ == "__main__":
+    main()
