@@ -12,7 +12,10 @@ first-token margins are near 0, so tau 0.7 behaves almost like tau > 1; tau 0 sh
 Both tokenizers are read from --assets (smollm2/ and mistral-v3/, tokenizer.json + config).
 
 Reports, for a 512-token prompt and --new-tokens new tokens (prefill included everywhere):
-  - each model's own greedy ms/token: HF `generate`, eager, batch 1;
+  - each model's own optimized greedy ms/token, the anchor: the better of the project's fast path
+    (mode greedy: static KV + CUDA graphs) and HF `generate` with a static cache (which transformers
+    compiles itself), medians of --reps runs in this process; HF eager `generate` as a secondary row
+    (host-bound and noisy: it moved from 41.5 to 60.6 ms between two processes on one machine);
   - AdaFuse (M 3, B 1) ms per committed token at tau 0.7, 0 and 1.5, on one GPU with the eager
     path (ADAFUSE_FAST=0), on one GPU with the fast path (static KV + CUDA graphs), and with two
     GPUs (one model each) run in turn and concurrently (threads);
@@ -84,13 +87,25 @@ def sync():
 
 
 @torch.inference_mode()
-def hf_greedy(lm, ids: torch.Tensor, new: int) -> float:
+def hf_greedy(lm, ids: torch.Tensor, new: int, **generate_kwargs) -> float:
     sync()
     t = time.perf_counter()
     lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, min_new_tokens=new,
-                      do_sample=False, pad_token_id=lm.eos_id)
+                      do_sample=False, pad_token_id=lm.eos_id, **generate_kwargs)
     sync()
     return time.perf_counter() - t
+
+
+def median(xs):
+    return sorted(xs)[len(xs) // 2]
+
+
+def hf_static_greedy_ms(lm, ids: torch.Tensor, new: int, reps: int) -> float:
+    """HF's optimized greedy: a static cache, whose decoding forward transformers compiles
+    (GenerationConfig.compile_config); two warm-up runs pay the compilation."""
+    for _ in range(2):
+        hf_greedy(lm, ids, new, cache_implementation="static")
+    return 1000 * median([hf_greedy(lm, ids, new, cache_implementation="static") for _ in range(reps)]) / new
 
 
 def with_env(env: dict, fn):
@@ -229,6 +244,7 @@ def main() -> None:
         res["greedy"][lm.name] = {"ms_per_token": 1000 * full / args.new_tokens,
                                   "decode_ms_per_token": 1000 * (full - one) / (args.new_tokens - 1),
                                   "prefill_ms": 1000 * one}
+        res["greedy"][lm.name]["hf_static_compiled_ms_per_token"] = hf_static_greedy_ms(lm, ids, args.new_tokens, args.reps)
         res["checks"][lm.name] = check_fast_logits(lm, prompt)
         print(lm.name, res["greedy"][lm.name], res["checks"][lm.name], flush=True)
     # The fast path's own greedy (mode greedy through the engine): the per-forward cost it reaches.
@@ -236,6 +252,8 @@ def main() -> None:
         r = adafuse_run_greedy(lm, prompt, args.new_tokens, args.reps)
         res["greedy"][lm.name]["fast_engine_ms_per_token"] = r
         res["greedy"][lm.name]["graph_replay_ms"] = graph_step_ms(lm)
+        # the anchor: what a user would run instead of the ensemble, the better of the two
+        res["greedy"][lm.name]["optimized_ms_per_token"] = min(r, res["greedy"][lm.name]["hf_static_compiled_ms_per_token"])
         print(lm.name, "fast engine greedy ms/token", round(r, 2), "graph replay ms",
               res["greedy"][lm.name]["graph_replay_ms"], flush=True)
 
@@ -374,27 +392,32 @@ def concurrency_processes(assets: Path, prompt: str, new: int) -> dict:
 def report(res: dict) -> None:
     g, b, a = res["greedy"], res["bandwidth"], res["adafuse"]
     names = list(g)
-    greedy_sum = sum(g[n]["ms_per_token"] for n in names)
+    greedy_sum = sum(g[n]["optimized_ms_per_token"] for n in names)    # the anchor
+    eager_sum = sum(g[n]["ms_per_token"] for n in names)
     bw_sum = sum(b[n]["ms_at_4.8TB/s"] for n in names)
     print("\n=== summary (random weights; bf16; batch 1; prompt tokens "
           f"{res['prompt_tokens']}; {res['info']['new_tokens']} new tokens; prefill included) ===")
     print(f"device: {res['info']['gpus']}; torch {res['info']['torch']}; transformers {res['info']['transformers']}")
     print(f"measured copy bandwidth: {b['measured_copy_bytes_per_s'] / 1e12:.2f} TB/s (read + write)")
     for n in names:
-        print(f"{n:18s} greedy HF eager {g[n]['ms_per_token']:6.2f} ms/token (decode only "
-              f"{g[n]['decode_ms_per_token']:.2f}, prefill {g[n]['prefill_ms']:.1f} ms); fast engine greedy "
-              f"{g[n]['fast_engine_ms_per_token']:.2f} (graph replay {g[n]['graph_replay_ms'] or float('nan'):.2f}); bandwidth limit {b[n]['ms_at_4.8TB/s']:.2f} ms "
+        print(f"{n:18s} optimized greedy {g[n]['optimized_ms_per_token']:6.2f} ms/token (fast engine "
+              f"{g[n]['fast_engine_ms_per_token']:.2f}, graph replay {g[n]['graph_replay_ms'] or float('nan'):.2f}; "
+              f"HF static cache + compile {g[n]['hf_static_compiled_ms_per_token']:.2f}); HF eager "
+              f"{g[n]['ms_per_token']:.2f} (decode only {g[n]['decode_ms_per_token']:.2f}, prefill "
+              f"{g[n]['prefill_ms']:.1f} ms); bandwidth limit {b[n]['ms_at_4.8TB/s']:.2f} ms "
               f"(at measured copy bw {b[n]['ms_at_measured_copy_bw']:.2f})")
-    print(f"sum of greedy: {greedy_sum:.2f} ms/token; sum of bandwidth limits: {bw_sum:.2f} ms")
-    print(f"{'setup':32s} {'ms/tok':>8s} {'/greedy':>8s} {'/bw':>6s}  fwd per committed token   words/round")
+    print(f"sum of optimized greedy (the anchor): {greedy_sum:.2f} ms/token; of HF eager greedy: "
+          f"{eager_sum:.2f}; of bandwidth limits: {bw_sum:.2f} ms")
+    print(f"{'setup':32s} {'ms/tok':>8s} {'/greedy':>8s} {'/bw':>6s} {'/eager':>7s}  fwd per committed token   words/round")
     for k, r in a.items():
         fwd = "  ".join(f"{v:.2f}" for v in r["fwd_per_token"].values())
         print(f"{k:32s} {r['ms_per_token']:8.2f} {r['ms_per_token'] / greedy_sum:8.3f} "
-              f"{r['ms_per_token'] / bw_sum:6.2f}  {fwd:22s}  {r['words_per_round']:.2f}")
-    for key, bar, ref, what in [("1gpu_fast_tau0.7", 1.0, greedy_sum, "x sum greedy (1 GPU)"),
-                                ("2gpu_fast_threads_tau0.7", 0.65, greedy_sum, "x sum greedy (2 GPUs)"),
-                                ("1gpu_fast_tau0.7", 3.0, bw_sum, "x sum bw limits (1 GPU)"),
-                                ("2gpu_fast_threads_tau0.7", 3.0, bw_sum, "x sum bw limits (2 GPUs)")]:
+              f"{r['ms_per_token'] / bw_sum:6.2f} {r['ms_per_token'] / eager_sum:7.3f}  {fwd:22s}  {r['words_per_round']:.2f}")
+    # issue 17's bars: against optimized greedy and the bandwidth limit
+    for key, bar, ref, what in [("1gpu_fast_tau0.7", 1.0, greedy_sum, "x sum optimized greedy (1 GPU)"),
+                                ("2gpu_fast_threads_tau0.7", 0.6, greedy_sum, "x sum optimized greedy (2 GPUs)"),
+                                ("1gpu_fast_tau0.7", 2.0, bw_sum, "x sum bw limits (1 GPU)"),
+                                ("2gpu_fast_threads_tau0.7", 2.0, bw_sum, "x sum bw limits (2 GPUs)")]:
         if key in a:
             ratio = a[key]["ms_per_token"] / ref
             print(f"bar: {key} {ratio:.3f} {what} <= {bar}: {'HOLDS' if ratio <= bar else 'FAILS'}")
