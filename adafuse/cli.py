@@ -46,11 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--prompt-file", type=Path, help="read the prompt from this file ('-' for stdin)")
     g.add_argument("--models", default=",".join(DEFAULT_PAIR),
                    help=f"comma-separated presets, HF ids or local dirs (default: {','.join(DEFAULT_PAIR)})")
-    g.add_argument("--mode", default="adafuse", choices=["adafuse", "fixed", "greedy"])
+    g.add_argument("--mode", default="adafuse", choices=["adafuse", "fixed", "greedy", "unite"])
     g.add_argument("--tau", type=float, default=0.7, help="margin threshold in [0, 1] (default 0.7)")
     g.add_argument("--max-words", type=int, default=3, help="M: most words per span (default 3)")
     g.add_argument("--branches", type=int, default=1, help="B: branches at an uncertain word (default 1)")
     g.add_argument("--fixed-words", type=int, default=1, help="L: words per round in fixed mode (default 1)")
+    g.add_argument("--top-k", type=int, default=10,
+                   help="unite: each model's top-k tokens in the union (default 10, the UniTE paper's)")
     g.add_argument("--max-new-tokens", type=int, default=64,
                    help="output bound, counted in each model's own tokens (default 64)")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable), e.g. '\\nQuestion:'")
@@ -78,7 +80,7 @@ def _generate(args) -> int:
     prompt = _read_prompt(args)
     stops = tuple(unescape_stop(s) for s in args.stop)
     cfg = DecodeConfig(mode=args.mode, tau=args.tau, max_words=args.max_words, branches=args.branches,
-                       fixed_words=args.fixed_words, max_new_tokens=args.max_new_tokens,
+                       fixed_words=args.fixed_words, top_k=args.top_k, max_new_tokens=args.max_new_tokens,
                        prompt_format=args.prompt_format, stop=stops,
                        end_marker=args.end_marker).check_tau_range().validated()
     names = [n.strip() for n in args.models.split(",") if n.strip()]

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from .errors import InputError
 from .stops import END_MARKERS
 
-MODES = ("adafuse", "fixed", "greedy")
+MODES = ("adafuse", "fixed", "greedy", "unite")
 PROMPT_FORMATS = ("raw", "chat")
 
 # Upper bounds that keep one request from running away; far above anything useful.
@@ -15,6 +15,7 @@ MAX_WORDS_LIMIT = 32
 MAX_BRANCHES_LIMIT = 16
 MAX_NEW_TOKENS_LIMIT = 8192
 MAX_STOP_STRINGS = 16
+MAX_TOP_K = 100
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class DecodeConfig:
     # How a span that reaches a stop string is scored: its text up to the stop plus the stop
     # string ("stop") or plus each model's EOS ("eos"). See adafuse/stops.py, docs/ENGINE.md.
     end_marker: str = "stop"
+    top_k: int = 10                # unite: each model's top-k tokens in the union (the paper's k)
 
     def validated(self) -> "DecodeConfig":
         """Return a copy with normalised types, or raise InputError naming the bad value."""
@@ -49,6 +51,7 @@ class DecodeConfig:
         branches = _integer("branches (B)", self.branches, 1, MAX_BRANCHES_LIMIT)
         fixed_words = _integer("fixed_words (L)", self.fixed_words, 1, MAX_WORDS_LIMIT)
         max_new_tokens = _integer("max_new_tokens", self.max_new_tokens, 1, MAX_NEW_TOKENS_LIMIT)
+        top_k = _integer("top_k", self.top_k, 1, MAX_TOP_K)
         stop = self.stop
         if isinstance(stop, str):
             stop = (stop,)
@@ -59,7 +62,7 @@ class DecodeConfig:
             if not isinstance(s, str) or s == "":
                 raise InputError(f"stop strings must be non-empty text, got {s!r}")
         return DecodeConfig(self.mode, tau, max_words, branches, fixed_words, max_new_tokens,
-                            self.prompt_format, stop, self.end_marker)
+                            self.prompt_format, stop, self.end_marker, top_k)
 
     def check_tau_range(self) -> "DecodeConfig":
         """User-facing entry points (CLI, app) accept tau only in [0, 1]."""

@@ -18,6 +18,7 @@ from .score import ScoredRow, commit_scored, score
 from .state import ModelState, PromptCache, start
 from .stops import candidate_key, find_stop, first_stop
 from .trace import Candidate, Round, Stats, Trace
+from .unite import unite_round
 
 
 def generate(lms: list[LM], prompt: str, config: DecodeConfig = DecodeConfig(), **kw) -> Trace:
@@ -45,7 +46,7 @@ def stream(lms: list[LM], prompt: str, config: DecodeConfig = DecodeConfig(), *,
     t0 = time.perf_counter()
     states = [start(lm, name, prompt, cfg.prompt_format, prompt_cache) for lm, name in zip(lms, names)]
     settings = {"tau": cfg.tau, "max_words": cfg.max_words, "branches": cfg.branches,
-                "fixed_words": cfg.fixed_words, "max_new_tokens": cfg.max_new_tokens,
+                "fixed_words": cfg.fixed_words, "top_k": cfg.top_k, "max_new_tokens": cfg.max_new_tokens,
                 "prompt_format": cfg.prompt_format, "stop": list(cfg.stop), "end_marker": cfg.end_marker,
                 "prompt_format_used": {s.name: s.prompt_format for s in states}}
     trace = Trace(prompt, cfg.mode, names, settings)
@@ -62,7 +63,8 @@ def stream(lms: list[LM], prompt: str, config: DecodeConfig = DecodeConfig(), *,
             reason = "max_new_tokens" if any(s.new_tokens >= cfg.max_new_tokens for s in states) else "context_full"
             break
         committed_before = trace.text
-        rnd, win = _round(states, cfg, budgets, trace.text, len(trace.rounds))
+        round_fn = unite_round if cfg.mode == "unite" else _round
+        rnd, win = round_fn(states, cfg, budgets, trace.text, len(trace.rounds))
         trace.rounds.append(rnd)
         trace.text += win.output
         reason = _stop_reason(trace, committed_before, cfg, states, win.eos)

@@ -162,7 +162,7 @@ def test_compare_reuses_the_run_and_scores_every_method(studio, qa_run):
     outs = drain(studio.compare(state, *inputs(studio, max_new_tokens=3)))
     status, cards, fig, table, summary, md_path, results = outs[-1]
     names = [r["name"] for r in results]
-    assert names == ["AdaFuse", f"greedy {A}", f"greedy {B}", "fixed L=1", "fixed L=2", "fixed L=3"]
+    assert names == ["AdaFuse", f"greedy {A}", f"greedy {B}", "fixed L=1", "fixed L=2", "fixed L=3", "UniTE k=10"]
     assert results[0]["text"] == state["text"] and results[0]["seconds"] == pytest.approx(state["stats"]["seconds"], abs=1e-3)
     for r in results:
         assert r["objective"] is not None and math.isfinite(r["objective"]) and r["objective"] > 0

@@ -41,13 +41,14 @@ SWEEP_KEYS = {"tau": "tau", "max_words": "max_words", "m": "max_words", "branche
 class Method:
     """One decoding method with all its settings: a column of the results table."""
     label: str                     # shown in tables: "adafuse", "adafuse B=3", "fixed:2", "greedy:gemma3-270m"
-    mode: str                      # adafuse | fixed | greedy
+    mode: str                      # adafuse | fixed | greedy | unite
     models: tuple[str, ...]
     tau: float = 0.7
     max_words: int = 3
     branches: int = 1
     fixed_words: int = 1
     end_marker: str = DecodeConfig.end_marker   # how a span reaching a stop string is scored
+    top_k: int = DecodeConfig.top_k                # unite: each model's top-k tokens in the union
 
     @property
     def slug(self) -> str:
@@ -57,11 +58,15 @@ class Method:
             return _safe(f"adafuse_tau{self.tau:g}_M{self.max_words}_B{self.branches}{end}")
         if self.mode == "fixed":
             return _safe(f"fixed_L{self.fixed_words}{end}")
+        if self.mode == "unite":
+            return _safe(f"unite_k{self.top_k}")
         return _safe(f"greedy_{self.models[0]}")
 
     def params(self) -> dict:
         params = {"mode": self.mode, "models": list(self.models), "tau": self.tau, "max_words": self.max_words,
                   "branches": self.branches, "fixed_words": self.fixed_words}
+        if self.mode == "unite":
+            params["top_k"] = self.top_k
         if self.mode != "greedy":
             # Results of the round loop before stop-aware candidates (no such key) are not resumed
             # with these: the candidates, and so the outputs, changed. A lone model's greedy output
@@ -73,7 +78,7 @@ class Method:
         return DecodeConfig(mode=self.mode, tau=self.tau, max_words=self.max_words, branches=self.branches,
                             fixed_words=self.fixed_words, max_new_tokens=task.spec.max_new_tokens,
                             prompt_format=prompt_format, stop=task.spec.stop,
-                            end_marker=self.end_marker).validated()
+                            end_marker=self.end_marker, top_k=self.top_k).validated()
 
 
 def parse_methods(specs: Iterable[str], models: list[str], *, tau: float = 0.7, max_words: int = 3,
@@ -105,6 +110,14 @@ def parse_methods(specs: Iterable[str], models: list[str], *, tau: float = 0.7, 
             if len(models) < 2:
                 raise InputError("fixed:L needs at least two models (--models a,b)")
             out.append(Method(f"fixed:{words}", "fixed", tuple(models), float(tau), int(max_words), 1, words))
+        elif name == "unite":
+            try:
+                k = int(arg) if arg else DecodeConfig.top_k
+            except ValueError:
+                raise InputError(f"method {spec!r}: write unite or unite:K with K top tokens per model, e.g. unite:10") from None
+            if len(models) < 2:
+                raise InputError("unite needs at least two models (--models a,b)")
+            out.append(Method("unite" if not arg else f"unite:{k}", "unite", tuple(models), top_k=k))
         elif name == "greedy":
             chosen = models if arg in ("", "all") else [arg]
             for m in chosen:
@@ -112,12 +125,12 @@ def parse_methods(specs: Iterable[str], models: list[str], *, tau: float = 0.7, 
                     raise InputError(f"method {spec!r}: {m!r} is not among --models ({', '.join(models)})")
                 out.append(Method(f"greedy:{m}", "greedy", (m,)))
         else:
-            raise InputError(f"unknown method {spec!r}; use adafuse, fixed:L or greedy:MODEL")
+            raise InputError(f"unknown method {spec!r}; use adafuse, fixed:L, unite[:K] or greedy:MODEL")
     unique = []
     for m in out:                   # "greedy:b,greedy" names b twice: keep it once
         if m.slug not in {u.slug for u in unique}:
             DecodeConfig(mode=m.mode, tau=m.tau, max_words=m.max_words, branches=m.branches,
-                         fixed_words=m.fixed_words).validated().check_tau_range()
+                         fixed_words=m.fixed_words, top_k=m.top_k).validated().check_tau_range()
             unique.append(m)
     return unique
 

@@ -126,7 +126,7 @@ def _gpu_duration(decodes, args, kwargs) -> int:
     except (TypeError, ValueError):
         tokens = 64
     n_models = max(n_models, 2)
-    return gpu_seconds(tokens, n_models, decodes or (1 + n_models + len(compare.FIXED_LENGTHS)))
+    return gpu_seconds(tokens, n_models, decodes or (1 + n_models + len(compare.FIXED_LENGTHS) + 1))   # + UniTE
 
 
 def _table(headers_rows) -> pd.DataFrame:

@@ -40,6 +40,7 @@ def plan(lms: list, cfg: DecodeConfig) -> list[tuple[str, list, DecodeConfig]]:
     """(method name, models it uses, settings) for every baseline, in display order."""
     out = [(f"greedy {short_name(lm.name)}", [lm], replace(cfg, mode="greedy")) for lm in lms]
     out += [(f"fixed L={n}", lms, replace(cfg, mode="fixed", fixed_words=n)) for n in FIXED_LENGTHS]
+    out.append((f"UniTE k={cfg.top_k}", lms, replace(cfg, mode="unite")))   # a Table 1 baseline of the paper
     return out
 
 

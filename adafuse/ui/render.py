@@ -177,7 +177,8 @@ def _num(x):
 
 # The settings each decoding mode reads; the others are in the trace but do not apply to it
 # (an AdaFuse run carries fixed_words=1, which only fixed-length rounds use).
-METHOD_SETTINGS = {"adafuse": ("tau", "max_words", "branches"), "fixed": ("fixed_words",), "greedy": ()}
+METHOD_SETTINGS = {"adafuse": ("tau", "max_words", "branches"), "fixed": ("fixed_words",), "unite": ("top_k",),
+                   "greedy": ()}
 
 
 def summary_markdown(trace: Trace, comparison: list | None = None, reference: str = "",
