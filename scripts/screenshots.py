@@ -70,8 +70,8 @@ def save(page, path: Path, down_to: str | None = None):
                                "el.getBoundingClientRect().bottom)) + window.scrollY", down_to)
         width = page.viewport_size["width"]
         page.screenshot(path=str(path), full_page=True, clip={"x": 0, "y": 0, "width": width, "height": bottom + 16})
-    # a screen of flat UI colours loses nothing visible to a 256-colour palette, and the PNG a
-    # half to two thirds of its size
+    # a screen of flat UI colours loses nothing visible to a 256-colour palette, and the PNG
+    # shrinks to about a third
     Image.open(path).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     print(f"{path}: {path.stat().st_size // 1024} KB")
 
@@ -87,6 +87,7 @@ def studio(page, out: Path):
 
 
 def compare(page, out: Path):
+    """The Compare tab once the automatic comparison of the QA run has measured all 6 methods."""
     expect = sync_api.expect
     page.mouse.move(0, 0)
     page.get_by_role("tab", name="Compare").click()
