@@ -1,12 +1,7 @@
 """End to end: start the real app (python app.py) on a free port, offline, and drive it
 through gradio_client like an API user would."""
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,48 +12,11 @@ from gradio_client.exceptions import AppError
 import adafuse
 from adafuse.trace import Trace
 from adafuse.ui.callbacks import INPUT_NAMES
+from live_app import start_app, stop_app
 
 ROOT = Path(__file__).resolve().parents[1]
 A, B = "smollm2-135m-instruct", "gemma3-270m"
 QA = "Open-domain QA (4-shot)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(log_path: Path, **env_extra) -> tuple[subprocess.Popen, str]:
-    """Run app.py as a subprocess; return it and its URL once the page answers."""
-    port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               GRADIO_ANALYTICS_ENABLED="False", ADAFUSE_PRELOAD="1", PYTHONUNBUFFERED="1", **env_extra)
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"app.py did not answer within 240 s:\n{log_path.read_text()[-3000:]}")
-
-
-def stop_app(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -1,27 +1,22 @@
 """A real browser (Debian's Chromium through Playwright) opens the app, runs an example and sees
 the bracketed spans, the candidate table and the Plotly charts; then the Cases view: the gallery,
-a run the harness made opened, filtered, an item selected and re-run. Saves the docs screenshots."""
+a run the harness made opened, filtered, an item selected and re-run. The tests save nothing:
+scripts/screenshots.py takes the README's screenshots."""
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from test_app_e2e import start_app, stop_app  # noqa: E402
-
-import adafuse  # noqa: E402
-from adafuse.cases import Query, load_trace, open_cases, select  # noqa: E402
+import adafuse
+from adafuse.cases import Query, load_trace, open_cases, select
+from live_app import (DESKTOP, PHONE, choose, chromium, chromium_path, pick_example, run_to_done, start_app,
+                      stop_app)
 
 ROOT = Path(__file__).resolve().parents[1]
-# Screenshots land in an ignored folder (a test run leaves the tracked tree as it was); the docs'
-# copies are refreshed by hand: cp tests/artifacts/screenshot*.png docs/
-SHOTS = ROOT / "tests" / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
 sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"),
-                                reason="Debian's chromium is not installed")
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +29,11 @@ def app_url(tmp_path_factory, run_dir):
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                          "--disable-component-update", "--no-first-run"])
+    with chromium(sync_api) as browser:
         pg = browser.new_page(viewport={"width": 1440, "height": 1000})
         pg.set_default_timeout(60_000)
         pg.goto(app_url)
         yield pg
-        browser.close()
 
 
 def test_run_an_example_and_inspect_it(page):
@@ -73,7 +63,6 @@ def test_run_an_example_and_inspect_it(page):
     expect(table).to_contain_text("fused score")
     expect(table.get_by_text("✓").first).to_be_visible()
     expect(page.locator("#histogram .js-plotly-plot")).to_be_visible()
-    page.screenshot(path=str(SHOTS / "screenshot.png"), full_page=True)
 
     # the comparison runs after the run: methods side by side and the Plotly comparison chart
     page.get_by_role("tab", name="Compare").click()
@@ -81,7 +70,6 @@ def test_run_an_example_and_inspect_it(page):
     expect(page.locator("#compare-plot .js-plotly-plot")).to_be_visible()
     expect(page.locator("#compare-cards")).to_contain_text("fixed L=3")
     expect(page.locator("#compare-cards")).to_contain_text("UniTE k=10")   # a baseline of the paper's Table 1
-    page.screenshot(path=str(SHOTS / "screenshot-compare.png"), full_page=True)
 
 
 def test_cases_view_open_a_run_filter_select_and_rerun(page, run_dir):
@@ -104,7 +92,6 @@ def test_cases_view_open_a_run_filter_select_and_rerun(page, run_dir):
     closest = gallery.trace_info(gallery.default_focus())[first.index].margin_round   # hover the closest call
     page.locator(f"#cases-spans .af-span[data-round='{closest}']").hover()
     expect(page.locator(f"#cases-spans .af-span[data-round='{closest}'] .af-tip")).to_contain_text(f"Round {closest + 1}")
-    page.screenshot(path=str(SHOTS / "screenshot-cases.png"), full_page=True)
 
     # open the run by its folder, filter to the items where the methods disagree, select one
     page.get_by_text("Open an eval run").click()
@@ -153,26 +140,6 @@ def test_an_error_toast_shows_user_text_literally(page):
 
 
 # ---- Stop, and a new run while the comparison runs (issue 16, items 1, 2 and 5) ----------------
-
-def pick_example(page, name, hint, max_tokens=None):
-    page.get_by_role("tab", name="Studio").click()
-    page.get_by_role("button", name=name).click()
-    page.wait_for_function(f"document.querySelector('#prompt textarea').value.includes({hint!r})")
-    if max_tokens is not None:
-        number = page.locator("#max-new-tokens input[type=number]")
-        number.fill(str(max_tokens))
-        number.press("Enter")
-
-
-def run_to_done(page):
-    """Run, and wait for this run's 'Done.' (an earlier run's may still be on screen)."""
-    page.evaluate("""() => { const el = document.querySelector('#status'); window.afStarted = false;
-        new MutationObserver(() => { window.afStarted ||= /Decoding|Loading/.test(el.innerText); })
-            .observe(el, {subtree: true, childList: true, characterData: true}); }""")
-    page.locator("#run").click()
-    page.wait_for_function("window.afStarted && document.querySelector('#status').innerText.includes('Done.')",
-                           timeout=300_000)
-
 
 def wait_for_round(page, n):
     """Until the live status reads 'Decoding… round k' with k >= n."""
@@ -302,15 +269,6 @@ def test_a_run_that_waits_for_the_decoder_says_what_for(page, app_url):
 
 
 # ---- Hover cards on screen, desktop and phone (issue 16, item 4) --------------------------------
-
-DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
-
-
-def choose(page, box, value):
-    """Pick a dropdown's choice by its value (its label may carry a note such as '(embedded)')."""
-    page.locator(f"{box} input").click()
-    page.get_by_role("option", name=re.compile("^" + re.escape(value))).first.click()
-
 
 def inside(box, viewport) -> bool:
     return (box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= viewport["width"]
