@@ -148,3 +148,18 @@ def test_fast_forward_matches_hf_per_family(family, monkeypatch):
         main.crop(len(ids))
         ids += [3, 5]
         assert_matches(main.forward(torch.tensor([[3, 5]]), logits_to_keep=1)[0], hf_logits(lm, ids)[-1:])
+
+
+def test_decode_after_compare_scoring_gets_the_fast_cache(lms, monkeypatch):
+    """Issue 17, item 4: Compare keeps its OutputScorer (and so its prefilled states) alive across
+    the baselines it decodes; the scorer must not hold the models' fast engines, or every baseline
+    would decode on the eager path and the compared timings would mix paths."""
+    from adafuse.ui.scoring import OutputScorer
+    monkeypatch.setenv("ADAFUSE_FAST", "1")
+    scorer = OutputScorer(lms, PROMPTS[0])
+    objective, per_model = scorer.objective(" Canberra.")
+    assert set(per_model) == {lm.name for lm in lms} and 0 < objective < 20
+    for lm in lms:
+        assert isinstance(start(lm, "greedy", PROMPTS[0], "raw").cache, fast.FastCache), lm.name
+    scored_again, _ = scorer.objective(" Canberra.")          # the scorer's states still work
+    assert scored_again == pytest.approx(objective, abs=1e-6)
