@@ -1,4 +1,5 @@
-"""The fast decode path: a static KV cache and CUDA graphs for Llama-family models (gpt-fast style).
+"""The fast decode path: a static KV cache and CUDA graphs for Llama-family and Gemma-3 models
+(gpt-fast style).
 
 On a GPU an 8B model's 1-token forward through transformers' eager code costs 20-35 ms of Python
 and kernel launches while reading its weights takes ~3.4 ms. This module runs the same weights
@@ -14,9 +15,12 @@ The engine's cache operations (kv.py) map onto the buffer without copying much:
   - fan_out copies the shared prefix into scratch rows; select_row copies a winning row to row 0;
     select_row, or a crop of row 0, is the round's commit and frees every scratch row.
 
-Used only where it is exact in structure (Llama, Mistral, Qwen2 without sliding windows), on CUDA
-by default; everywhere else, and with ADAFUSE_FAST=0, the engine keeps transformers' eager
-forward over a DynamicCache (which the CPU tests pin to HF generate bit for bit).
+Used only where it is exact in structure (Llama, Mistral, Qwen2 without sliding windows; Gemma-3
+with its sliding-window layers, see Family), on CUDA by default; everywhere else, and with
+ADAFUSE_FAST=0, the engine keeps transformers' eager forward over a DynamicCache (which the CPU
+tests pin to HF generate bit for bit). Every forward keeps all positions' KV, so sliding layers
+are a mask, not a ring buffer: crop and rollback stay length changes. On CUDA its attention runs
+in batch.SAFE_CUDA_KERNELS, as the eager path's does.
 ADAFUSE_FAST=1 also enables it on CPU (eager, no graphs: for tests); ADAFUSE_CUDA_GRAPHS=0 keeps
 the static cache but runs every forward eagerly, ADAFUSE_COMPILE=0 leaves the ops unfused (both
 for measurement).
@@ -34,7 +38,7 @@ import torch.nn.functional as F
 
 from .models import attention_shape
 
-SUPPORTED = ("llama", "mistral", "qwen2")
+SUPPORTED = ("llama", "mistral", "qwen2", "gemma3_text")
 _ROUND = 256          # KV capacity grows in steps of this many positions
 
 
@@ -51,9 +55,14 @@ def supported(lm) -> bool:
     # several devices by accelerate keeps the eager path
     if len(set((getattr(model, "hf_device_map", None) or {"": None}).values())) > 1:
         return False
-    if getattr(cfg, "use_sliding_window", False) or any(t != "full_attention" for t in getattr(cfg, "layer_types", None) or []):
+    if cfg.model_type == "gemma3_text":
+        # the forward below has Gemma-3's causal attention over full and sliding layers; not the
+        # attention-logit softcap (Gemma-2 style) or the bidirectional variant (EmbeddingGemma)
+        if getattr(cfg, "attn_logit_softcapping", None) or getattr(cfg, "use_bidirectional_attention", False):
+            return False
+    elif getattr(cfg, "use_sliding_window", False) or any(t != "full_attention" for t in getattr(cfg, "layer_types", None) or []):
         return False
-    if cfg.model_type == "mistral" and getattr(cfg, "sliding_window", None):   # Mistral-7B v0.1/v0.2
+    elif cfg.model_type == "mistral" and getattr(cfg, "sliding_window", None):   # Mistral-7B v0.1/v0.2
         return False
     inner = getattr(model, "model", None)
     return all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")) and hasattr(model, "lm_head")
@@ -113,6 +122,26 @@ class FastCache:
         return self.engine.fan_out(self, rows, length)
 
 
+@dataclass(frozen=True)
+class Family:
+    """Where a model family's forward differs from Llama's (Llama, Mistral and Qwen2 have none of
+    it; Gemma-3 has all of it)."""
+    layer_types: tuple[str, ...]    # per layer: "full_attention" or "sliding_attention"
+    window: int | None              # a sliding layer's query at p sees keys p - window < k <= p
+    rope_per_type: bool             # the rotary module takes the layer type (local/global RoPE bases)
+    unit_offset_norms: bool         # RMSNorm scales by (1 + weight), in float32
+    qk_norms: bool                  # RMSNorm over each head's queries and keys before RoPE
+    sandwich_norms: bool            # norms on the attention and MLP outputs, and before the MLP
+    logit_softcap: float | None     # logits = cap * tanh(logits / cap)
+
+    @staticmethod
+    def of(cfg) -> "Family":
+        types = tuple(getattr(cfg, "layer_types", None) or ("full_attention",) * cfg.num_hidden_layers)
+        if cfg.model_type != "gemma3_text":
+            return Family(types, None, False, False, False, False, None)
+        return Family(types, cfg.sliding_window, True, True, True, True, cfg.final_logit_softcapping)
+
+
 class FastEngine:
     def __init__(self, lm):
         model = lm.model
@@ -127,13 +156,16 @@ class FastEngine:
         self.n_heads = cfg.num_attention_heads
         self.n_kv, self.head_dim = attention_shape(cfg)
         self.vocab_limit = lm.vocab.n_tokens
-        self.silu = getattr(cfg, "hidden_act", "silu") == "silu"
+        self.family = Family.of(cfg)
+        self.silu = (getattr(cfg, "hidden_act", None) or getattr(cfg, "hidden_activation", None)) == "silu"
         self.k = self.v = None
         self.capacity_rows = self.capacity_len = 0
-        self.cos = self.sin = None
+        self.rope: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # layer type -> (cos, sin) [T, D]
+        from .batch import safe_attention   # not at the top: batch imports kv, which imports this module
+        self.safe_attention = safe_attention
         self.graphs: dict[tuple[int, int, int], "_Graph"] = {}
         self.stream = None            # the side stream graphs are captured on (on self.device)
-        self.ops = _Ops(self.device)
+        self.ops = _Ops(self.device, self.family.unit_offset_norms)
         self.owner = None
         self.scratch: list[tuple[int, int]] = []   # live scratch regions (row0, rows), newest last
 
@@ -156,12 +188,21 @@ class FastEngine:
             v[:, :self.capacity_rows, :, :self.capacity_len] = self.v
         self.k, self.v = k, v
         if new_len != self.capacity_len:
-            positions = torch.arange(new_len, device=self.device)[None]
-            probe = torch.zeros(1, dtype=self.dtype, device=self.device)
-            cos, sin = self.rotary(probe, positions)
-            self.cos, self.sin = cos[0], sin[0]                      # [T, head_dim]
+            self.rope = self._rope_tables(new_len)
         self.capacity_rows, self.capacity_len = new_rows, new_len
         self.graphs.clear()  # graphs hold the old buffers' addresses
+
+    def _rope_tables(self, length: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """cos, sin [length, head_dim] for each layer type, from the model's own rotary module (so
+        its scaling, e.g. Llama-3's or Gemma-3's linear one, is the model's). Gemma-3's module takes
+        the layer type: its sliding layers have their own RoPE base."""
+        positions = torch.arange(length, device=self.device)[None]
+        probe = torch.zeros(1, dtype=self.dtype, device=self.device)
+        tables = {}
+        for kind in set(self.family.layer_types):
+            cos, sin = self.rotary(probe, positions, kind) if self.family.rope_per_type else self.rotary(probe, positions)
+            tables[kind] = cos[0], sin[0]
+        return tables
 
     # --- cache operations --------------------------------------------------------------------
 
@@ -227,44 +268,72 @@ class FastEngine:
         serves every position.
         """
         rows, t = input_ids.shape
-        ops = self.ops
+        ops, family = self.ops, self.family
         group = self.n_heads // self.n_kv
         rs = slice(row0, row0 + rows)
         first = start if static_pos is None else static_pos
         pos = torch.arange(t, device=self.device) + first
         end = start + t if static_pos is None else self.capacity_len
-        # query i (at first + i) sees keys 0 .. first + i; rows of the grouped queries are (g, i)
-        mask = (torch.arange(end, device=self.device)[None, :] <= pos[:, None]).repeat(group, 1)
-        cos, sin = self.cos[pos], self.sin[pos]                              # [t, D]
-        x = self.embed(input_ids)
+        masks = self._masks(pos, end, group)
+        rope = {kind: (cos[pos], sin[pos]) for kind, (cos, sin) in self.rope.items()}   # [t, D]
+        x = self.embed(input_ids)          # Gemma-3's embedding module applies its sqrt(hidden) scale
         h = ops.norm(x, self.layers[0].input_layernorm)
-        for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            q = attn.q_proj(h).view(rows, t, self.n_heads, self.head_dim).transpose(1, 2)
-            k = attn.k_proj(h).view(rows, t, self.n_kv, self.head_dim).transpose(1, 2)
-            v = attn.v_proj(h).view(rows, t, self.n_kv, self.head_dim).transpose(1, 2)
-            q, k = ops.rope(q, k, cos, sin)
-            kb, vb = self.k[i, rs], self.v[i, rs]
-            kb.index_copy_(2, pos, k)
-            vb.index_copy_(2, pos, v)
-            # GQA without copying K/V per query head: a KV head's `group` query heads become
-            # `group` x t query rows against that head's keys.
-            qg = q.reshape(rows, self.n_kv, group * t, self.head_dim)
-            o = F.scaled_dot_product_attention(qg, kb[:, :, :end], vb[:, :, :end], attn_mask=mask,
-                                               scale=attn.scaling)
-            o = o.reshape(rows, self.n_heads, t, self.head_dim).transpose(1, 2).reshape(rows, t, -1)
-            x, h = ops.add_norm(x, attn.o_proj(o), layer.post_attention_layernorm)
-            mlp = layer.mlp
-            gate, up = mlp.gate_proj(h), mlp.up_proj(h)
-            m = mlp.down_proj(ops.silu_mul(gate, up) if self.silu else mlp.act_fn(gate) * up)
-            after = self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else self.norm
-            x, h = ops.add_norm(x, m, after)
+        with self.safe_attention(self.device):
+            for i, (layer, kind) in enumerate(zip(self.layers, family.layer_types)):
+                o = self._attention(layer.self_attn, i, h, rs, pos, end, masks[kind], rope[kind])
+                if family.sandwich_norms:   # Gemma-3 normalises each sublayer's output before the residual
+                    x, h = ops.add_norm(x, ops.norm(o, layer.post_attention_layernorm), layer.pre_feedforward_layernorm)
+                else:
+                    x, h = ops.add_norm(x, o, layer.post_attention_layernorm)
+                m = self._mlp(layer.mlp, h)
+                if family.sandwich_norms:
+                    m = ops.norm(m, layer.post_feedforward_layernorm)
+                after = self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else self.norm
+                x, h = ops.add_norm(x, m, after)
         if keep:
             h = h[:, -keep:]
-        logits = self.lm_head(h).float()
+        logits = self.lm_head(h)
+        if family.logit_softcap:           # in the model's dtype, as transformers does
+            logits = torch.tanh(logits / family.logit_softcap) * family.logit_softcap
+        logits = logits.float()
         if self.vocab_limit < logits.shape[-1]:
             logits[..., self.vocab_limit:] = float("-inf")
         return logits
+
+    def _masks(self, pos: torch.Tensor, end: int, group: int) -> dict[str, torch.Tensor]:
+        """Per layer type, which of keys 0..end-1 each query row sees: query i (at pos[i]) sees
+        keys up to pos[i], on sliding layers only the last `window` of them (keys > pos[i] - window,
+        transformers' sliding_window_overlay). Rows are (g, i) for the grouped queries."""
+        keys = torch.arange(end, device=self.device)[None, :]
+        causal = keys <= pos[:, None]
+        masks = {"full_attention": causal}
+        if self.family.window:
+            masks["sliding_attention"] = causal & (keys > pos[:, None] - self.family.window)
+        return {kind: masks[kind].repeat(group, 1) for kind in set(self.family.layer_types)}
+
+    def _attention(self, attn, i: int, h, rs: slice, pos, end, mask, rope):
+        """Layer i's self-attention over h [R, t, hidden]: writes its K/V at `pos` of rows `rs`
+        and attends to keys 0..end-1 of those rows under `mask`."""
+        rows, t, _ = h.shape
+        ops, group = self.ops, self.n_heads // self.n_kv
+        q = attn.q_proj(h).view(rows, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = attn.k_proj(h).view(rows, t, self.n_kv, self.head_dim).transpose(1, 2)
+        v = attn.v_proj(h).view(rows, t, self.n_kv, self.head_dim).transpose(1, 2)
+        if self.family.qk_norms:
+            q, k = ops.norm(q, attn.q_norm), ops.norm(k, attn.k_norm)
+        q, k = ops.rope(q, k, *rope)
+        kb, vb = self.k[i, rs], self.v[i, rs]
+        kb.index_copy_(2, pos, k)
+        vb.index_copy_(2, pos, v)
+        # GQA without copying K/V per query head: a KV head's `group` query heads become
+        # `group` x t query rows against that head's keys.
+        qg = q.reshape(rows, self.n_kv, group * t, self.head_dim)
+        o = F.scaled_dot_product_attention(qg, kb[:, :, :end], vb[:, :, :end], attn_mask=mask, scale=attn.scaling)
+        return attn.o_proj(o.reshape(rows, self.n_heads, t, self.head_dim).transpose(1, 2).reshape(rows, t, -1))
+
+    def _mlp(self, mlp, h):
+        gate, up = mlp.gate_proj(h), mlp.up_proj(h)
+        return mlp.down_proj(self.ops.silu_mul(gate, up) if self.silu else mlp.act_fn(gate) * up)
 
     def _graph(self, row0: int, rows: int, t: int) -> "_Graph":
         g = self.graphs.get((row0, rows, t))
@@ -318,30 +387,36 @@ class _Graph:
 
 
 class _Ops:
-    """The elementwise pieces of a layer, as transformers computes them (float32 RMSNorm, RoPE in
-    the model dtype); on CUDA compiled by torch.compile into a few fused kernels each, which cuts
+    """The elementwise pieces of a layer, as transformers computes them (float32 RMSNorm, Llama's
+    or Gemma's, RoPE in the model dtype); on CUDA compiled by torch.compile into a few fused kernels each, which cuts
     a decode step from ~45 to ~17 kernels per layer. ADAFUSE_COMPILE=0 keeps them eager."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, unit_offset_norms: bool = False):
         self.compiled = device.type == "cuda" and _env("ADAFUSE_COMPILE") not in ("0", "false", "no", "off")
-        self._norm, self._add_norm, self._rope, self._silu_mul = _norm, _add_norm, _rope, _silu_mul
+        fns = (_gemma_norm, _gemma_add_norm) if unit_offset_norms else (_norm, _add_norm)
+        self._norm, self._add_norm, self._rope, self._silu_mul = fns + (_rope, _silu_mul)
         if self.compiled:
             import torch._dynamo
             torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
             self._norm, self._add_norm, self._rope, self._silu_mul = (
-                _compiled_or_eager(f) for f in (_norm, _add_norm, _rope, _silu_mul))
+                _compiled_or_eager(f) for f in (self._norm, self._add_norm, _rope, _silu_mul))
 
     def norm(self, x, module):
-        return self._norm(x, module.weight, module.variance_epsilon)
+        return self._norm(x, module.weight, _eps(module))
 
     def add_norm(self, x, y, module):
-        return self._add_norm(x, y, module.weight, module.variance_epsilon)
+        return self._add_norm(x, y, module.weight, _eps(module))
 
     def rope(self, q, k, cos, sin):
         return self._rope(q, k, cos, sin)
 
     def silu_mul(self, gate, up):
         return self._silu_mul(gate, up)
+
+
+def _eps(norm) -> float:
+    """An RMSNorm module's epsilon (Llama's name for it, or Gemma's)."""
+    return norm.variance_epsilon if hasattr(norm, "variance_epsilon") else norm.eps
 
 
 def _compiled_or_eager(fn):
@@ -372,6 +447,18 @@ def _norm(x, weight, eps: float):
 def _add_norm(x, y, weight, eps: float):
     x = x + y
     return x, _norm(x, weight, eps)
+
+
+def _gemma_norm(x, weight, eps: float):
+    """Gemma's RMSNorm: the (1 + weight) scale is applied in float32, before the cast back."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (xf * (1.0 + weight.float())).to(x.dtype)
+
+
+def _gemma_add_norm(x, y, weight, eps: float):
+    x = x + y
+    return x, _gemma_norm(x, weight, eps)
 
 
 def _rope(q, k, cos, sin):

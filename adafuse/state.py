@@ -103,10 +103,12 @@ class PromptCache:
 
 @torch.inference_mode()
 def start(lm: LM, name: str, prompt: str, prompt_format: str,
-          prompt_cache: PromptCache | None = None) -> ModelState:
+          prompt_cache: PromptCache | None = None, fast_path: bool = True) -> ModelState:
     """Encode the prompt once and prefill the cache; only the last position's logits are computed
     (over Gemma's 262k vocabulary, logits for every prompt position would cost more than the model).
-    With a `prompt_cache`, the leading tokens it already holds are not prefilled again."""
+    With a `prompt_cache`, the leading tokens it already holds are not prefilled again.
+    fast_path=False keeps the eager cache even where the fast path is on: for a state that lives
+    on past its request, which would otherwise hold the model's fast engine for as long (fast.claim)."""
     used = prompt_format
     if prompt_format == "chat" and getattr(lm.tokenizer, "chat_template", None):
         prefix = lm.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
@@ -122,7 +124,8 @@ def start(lm: LM, name: str, prompt: str, prompt_format: str,
         raise InputError(f"the prompt is {len(ids)} tokens for model {name!r}, whose context window "
                          f"is {lm.context_length} tokens: shorten it")
     state = ModelState(lm, name, prefix, add_special, used, list(ids), len(ids), kv.new_cache(), None)
-    claimed = fast.claim(lm, state, len(ids))   # the fast path's static buffers are written in place
+    # the fast path's static buffers are written in place: one live state owns them
+    claimed = fast.claim(lm, state, len(ids)) if fast_path else None
     reused = 0
     if claimed is not None:
         state.cache = claimed

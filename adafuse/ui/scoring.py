@@ -15,7 +15,11 @@ from ..state import start
 
 class OutputScorer:
     """Scores outputs of one prompt; each model's prompt is prefilled once and shared by every
-    output scored (the engine's scorer leaves the prefilled cache untouched)."""
+    output scored (the engine's scorer leaves the prefilled cache untouched).
+
+    Its states stay on the eager path: they live as long as the scorer, which in Compare spans the
+    baselines' decodes, and a live state holding a model's fast engine would send every one of
+    those decodes down the eager path (tests/test_fast.py)."""
 
     def __init__(self, lms: list, prompt: str, prompt_format: str = "raw"):
         self.lms, self.prompt, self.prompt_format = list(lms), prompt, prompt_format
@@ -30,7 +34,7 @@ class OutputScorer:
         try:
             state = self._states.get(lm.name)
             if state is None:
-                state = self._states[lm.name] = start(lm, lm.name, self.prompt, self.prompt_format)
+                state = self._states[lm.name] = start(lm, lm.name, self.prompt, self.prompt_format, fast_path=False)
             if len(state.encode(text)) >= lm.context_length:
                 return float("nan")
             return float(score(state, "", [(text, False)])[0].nll)
