@@ -171,6 +171,17 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     return Proposal(state.name, shown_words, margins, True, [s.text for s in spans], top.eos), spans
 
 
+def commit_span(state: ModelState, span: Span) -> None:
+    """The winner is this model's own span: its KV is already computed, keep it. A span on the
+    main cache leaves the lookahead past it in place; a branch row replaces the main cache, whose
+    lookahead is then stale."""
+    state.ids = state.ids + span.token_ids
+    if span.cache is not state.cache:
+        state.cache = kv.select_row(span.cache, span.row, len(state.ids))
+        state.lookahead, state.lookahead_dists = [], []
+    state.next_logprobs = span.next_logprobs
+
+
 def _branch(state: ModelState, context: list[int], dist: torch.Tensor, branches: int, budget: int):
     """The top-B first tokens whose completed words differ in text, completed in one batch.
 
