@@ -109,6 +109,7 @@ def _take_lookahead(state: ModelState, cache, token: int):
     (crop its KV) and return None."""
     if not state.lookahead:
         return None
+    # the main cache holds ids, this round's tokens so far, then the lookahead (rounds.py)
     if state.lookahead[0] == token:
         state.lookahead.pop(0)
         return state.lookahead_dists.pop(0)
