@@ -20,8 +20,9 @@ from types import SimpleNamespace
 import gradio as gr
 
 import adafuse
+from adafuse import render
 from adafuse.ui import cases as cases_ui
-from adafuse.ui import charts, render
+from adafuse.ui import charts
 from adafuse.ui.callbacks import INPUT_NAMES, NONE_CHOICE, Studio, compare_gpu_duration, gpu_duration
 from adafuse.ui.model_store import custom_models_allowed
 from adafuse.ui.paths import runs_root

@@ -109,6 +109,7 @@ def _take_lookahead(state: ModelState, cache, token: int):
     (crop its KV) and return None."""
     if not state.lookahead:
         return None
+    # the main cache holds ids, this round's tokens so far, then the lookahead (rounds.py)
     if state.lookahead[0] == token:
         state.lookahead.pop(0)
         return state.lookahead_dists.pop(0)
@@ -169,6 +170,17 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     top = branch_words[0]
     shown_words = words + ([] if top.eos else [spans[0].text[len(prefix_text):]])
     return Proposal(state.name, shown_words, margins, True, [s.text for s in spans], top.eos), spans
+
+
+def commit_span(state: ModelState, span: Span) -> None:
+    """The winner is this model's own span: its KV is already computed, keep it. A span on the
+    main cache leaves the lookahead past it in place; a branch row replaces the main cache, whose
+    lookahead is then stale."""
+    state.ids = state.ids + span.token_ids
+    if span.cache is not state.cache:
+        state.cache = kv.select_row(span.cache, span.row, len(state.ids))
+        state.lookahead, state.lookahead_dists = [], []
+    state.next_logprobs = span.next_logprobs
 
 
 def _branch(state: ModelState, context: list[int], dist: torch.Tensor, branches: int, budget: int):

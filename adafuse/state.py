@@ -19,7 +19,9 @@ class ModelState:
     prompt_format: str            # "raw" or "chat" as actually used for this model
     ids: list[int]                # prompt + committed output, in this model's own tokens
     n_prompt: int
-    cache: object                 # DynamicCache holding the KV of every id in `ids`
+    # Between rounds this main cache holds the KV of exactly `ids + lookahead` (the main-cache
+    # invariant, stated in adafuse/rounds.py: every step relies on it).
+    cache: object
     next_logprobs: torch.Tensor | None   # [V] log p(next token | ids); from the last forward
     forward_passes: int = 0
     # Greedy tokens this model computed past the committed ids in an earlier round (its span ran

@@ -43,6 +43,21 @@ class Candidate:
     stop: str = ""
     dropped: str = ""
 
+    def add_score(self, model: str, nll: float, token_ids: list[int], context_len: int) -> None:
+        """Record how `model` scored this candidate. The per-model dicts are filled only here, so
+        they always hold the same models (tests/test_round_invariants.py)."""
+        self.nll[model] = nll
+        self.tokens[model] = len(token_ids)
+        self.token_ids[model] = token_ids
+        self.context_len[model] = context_len
+
+    def order_models(self, models: list[str]) -> None:
+        """Put the per-model dicts in `models`' order (the JSON shows them so); each must be there."""
+        self.nll = {m: self.nll[m] for m in models}
+        self.tokens = {m: self.tokens[m] for m in models}
+        self.token_ids = {m: self.token_ids[m] for m in models}
+        self.context_len = {m: self.context_len[m] for m in models}
+
     def to_dict(self) -> dict:
         d = {"text": self.text, "proposers": list(self.proposers), "eos": self.eos, "words": self.words,
              "nll": {k: round(v, 6) for k, v in self.nll.items()}, "tokens": dict(self.tokens),

@@ -58,7 +58,7 @@ def probability(state: ModelState, committed: str, text: str, eos: bool) -> tupl
 
 
 def unite_round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int], committed: str,
-                index: int) -> tuple[Round, Candidate]:
+                index: int) -> Round:
     # 1. Propose: each model's top-k tokens.
     tops = [top_k(state, cfg.top_k) for state in states]
     proposals = [Proposal(s.name, [t for t, _, _, _ in top], [p for _, _, _, p in top], False,
@@ -86,10 +86,7 @@ def unite_round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int],
         for j, c in enumerate(union):
             q = probs[j] / total if total > 0 else 1.0 / len(union)
             avg[j] += q / len(states)
-            c.nll[s.name] = -math.log(q) if q > 0 else math.inf
-            c.tokens[s.name] = 1
-            c.token_ids[s.name] = [] if ids[j] is None else [ids[j]]
-            c.context_len[s.name] = len(s.ids)
+            c.add_score(s.name, -math.log(q) if q > 0 else math.inf, [] if ids[j] is None else [ids[j]], len(s.ids))
     for c, a in zip(union, avg):
         c.score = -math.log(a) if a > 0 else math.inf
     # 4. Choose: the highest average probability (the lowest score).
@@ -99,8 +96,8 @@ def unite_round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int],
     for s, top in zip(states, tops):
         own = {(t, e): i for t, e, i, _ in top}
         ids, at = commit(s, committed, win, own.get((win.text, win.eos)))
-        win.tokens[s.name], win.token_ids[s.name], win.context_len[s.name] = len(ids), ids, at
-    return Round(index, proposals, union, best), win
+        win.add_score(s.name, win.nll[s.name], ids, at)   # the tokens it went in as
+    return Round(index, proposals, union, best)
 
 
 @torch.inference_mode()

@@ -14,7 +14,7 @@ import adafuse  # noqa: E402
 from adafuse.cases import Query, load_trace, open_cases, select  # noqa: E402
 from adafuse.trace import Trace  # noqa: E402
 from adafuse.ui import cases as ui  # noqa: E402
-from adafuse.ui import render  # noqa: E402
+from adafuse import render  # noqa: E402
 from adafuse.ui.callbacks import Limits, Studio  # noqa: E402
 from adafuse.ui.model_store import ModelStore  # noqa: E402
 from adafuse.ui.paths import hide_paths  # noqa: E402

@@ -4,7 +4,8 @@ import json
 import plotly.graph_objects as go
 
 from adafuse.trace import Candidate, Proposal, Round, Stats, Trace
-from adafuse.ui import charts, render
+from adafuse import render
+from adafuse.ui import charts
 
 A, B = "smollm2-135m-instruct", "gemma3-270m"
 XSS = ['<script>alert(1)</script>', '<img src=x onerror="alert(2)">']

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..eval.metrics import final_number
 from ..trace import Round, Trace
-from ..ui import render
+from .. import render
 from .load import Case, Run, TraceInfo, committed_rounds, load_trace
 from .select import OUTCOMES, SORTS, Query, Verdict, is_binary
 

@@ -19,10 +19,11 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from .. import render
 from ..config import PROMPT_FORMATS, DecodeConfig
 from ..errors import AdafuseError, InputError, ModelLoadError
 from ..trace import Trace
-from . import charts, compare, render
+from . import charts, compare
 from .model_store import ModelStore, check_model_names, free_memory
 from .paths import hide_paths
 from .scoring import OutputScorer

@@ -2,7 +2,7 @@
 server, or uploaded files), filter and page through the items, show one item's trace exactly as
 a live run is shown, and hand the item to the Studio for a live what-if with other tau / M / B.
 
-Formatting only: adafuse.cases opens, selects and describes; adafuse.ui.render draws the trace.
+Formatting only: adafuse.cases opens, selects and describes; adafuse.render draws the trace.
 """
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from .. import render
 from ..cases import report
 from ..cases.load import CasesError, Run, load_trace, open_cases
 from ..cases.select import OUTCOMES, Query, page, select, verdict
 from ..errors import AdafuseError
-from . import render
 from .callbacks import NONE_CHOICE, toast
 from .paths import RUNS_ROOT_ENV, hide_paths, runs_root
 from .presets import stop_to_text

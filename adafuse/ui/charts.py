@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..trace import Trace
-from .render import PALETTE, model_colors, plural, short_name
+from ..render import PALETTE, model_colors, plural, short_name
 
 METHOD_COLOR = {"AdaFuse": "#444444"}
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from ..config import DecodeConfig
 from ..trace import Trace
 from . import metrics
-from .render import short_name
+from ..render import short_name
 from .scoring import OutputScorer
 
 FIXED_LENGTHS = (1, 2, 3)

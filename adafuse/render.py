@@ -1,11 +1,14 @@
-"""Trace -> what the app shows: coloured span HTML (every piece of model or user text escaped),
-candidate and proposal tables, a status line and a shareable Markdown summary."""
+"""Trace -> what the app and the Cases view show: coloured span HTML (every piece of model or user
+text escaped), candidate and proposal tables, a status line and a shareable Markdown summary.
+
+It reads a Trace and nothing else, so both ui/ and cases/ use it (cases/ may not import ui/:
+tests/test_layering.py)."""
 from __future__ import annotations
 
 import html
 import math
 
-from ..trace import Candidate, Round, Trace
+from .trace import Candidate, Round, Trace
 
 # Colour-blind-safe palette (Okabe-Ito, reordered); the i-th selected model gets the i-th colour.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
