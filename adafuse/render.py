@@ -62,31 +62,46 @@ def candidate_label(c: Candidate) -> str:
     return f"{text} ⏹ cut: {repr(c.dropped)[1:-1]}" if c.dropped else f"{text} ⏹"
 
 
-def candidate_rows_html(rnd: Round, models: list[str], with_round: bool = False) -> str:
-    """Table rows of a round's candidates: winner mark, text, proposers, each model's NLL, fused score."""
+def score_columns(mode: str, models: list[str]) -> list[str]:
+    """Headers of the per-model and fused columns. A UniTE step's candidates are tokens and its
+    numbers probabilities (nll = -log p: adafuse/unite.py), shown as such; AdaFuse's are NLLs."""
+    if mode == "unite":
+        return [f"p {short_name(m)}" for m in models] + ["mean p"]
+    return [f"NLL {short_name(m)}" for m in models] + ["fused"]
+
+
+def shown(value: float, mode: str) -> float:
+    """A per-model or fused number as its column shows it (see score_columns)."""
+    return math.exp(-value) if mode == "unite" and value == value else value
+
+
+def candidate_rows_html(rnd: Round, models: list[str], with_round: bool = False, mode: str = "adafuse") -> str:
+    """Table rows of a round's candidates: winner mark, text, proposers, each model's NLL (UniTE:
+    probability), fused score."""
     rows = []
     for i, c in enumerate(rnd.candidates):
         cls = ' class="af-win"' if i == rnd.chosen_index else ""
         first = f"<td>{rnd.number}</td>" if with_round else ""
-        nlls = "".join(f"<td>{fmt(c.nll.get(m, float('nan')))}</td>" for m in models)
+        nlls = "".join(f"<td>{fmt(shown(c.nll.get(m, float('nan')), mode))}</td>" for m in models)
         rows.append(f"<tr{cls}>{first}<td>{'✓' if i == rnd.chosen_index else ''}</td>"
                     f"<td class=\"af-cand\">{esc(candidate_label(c))}</td>"
                     f"<td>{esc(', '.join(short_name(p) for p in c.proposers))}</td>{nlls}"
-                    f"<td><b>{fmt(c.score)}</b></td></tr>")
+                    f"<td><b>{fmt(shown(c.score, mode))}</b></td></tr>")
     return "".join(rows)
 
 
-def round_tooltip_html(rnd: Round, models: list[str]) -> str:
+def round_tooltip_html(rnd: Round, models: list[str], mode: str = "adafuse") -> str:
     """The round's candidates (each model's NLL, fused score, winner) and each model's proposal."""
-    head = "".join(f"<th>NLL {esc(short_name(m))}</th>" for m in models)
-    rows = candidate_rows_html(rnd, models)
+    *per_model, fused = score_columns(mode, models)
+    head = "".join(f"<th>{esc(h)}</th>" for h in per_model)
+    rows = candidate_rows_html(rnd, models, mode=mode)
     props = []
     for p in rnd.proposals:
         words = " ".join(f"{esc(repr(w)[1:-1])}<sub>{fmt(m, 2)}</sub>" for w, m in zip(p.words, p.margins))
         mark = f" {BRANCH_MARK} branched" if p.branched else ""
         props.append(f"<div><b>{esc(short_name(p.model))}</b>{mark}: {words}</div>")
     return (f'<span class="af-tip"><span class="af-tip-title">Round {rnd.number}</span>'
-            f"<table><tr><th></th><th>candidate</th><th>proposed by</th>{head}<th>fused</th></tr>"
+            f"<table><tr><th></th><th>candidate</th><th>proposed by</th>{head}<th>{fused}</th></tr>"
             + rows + "</table>"
             + '<span class="af-tip-props">words with first-token margins</span>' + "".join(props)
             + "</span>")
@@ -116,7 +131,7 @@ def spans_html(trace: Trace | None, live: bool = False, note: str = "") -> str:
         lead = " " if text[:1].isspace() and pieces else ""
         pieces.append(f'{lead}<span class="{" ".join(classes)}" tabindex="0" data-round="{rnd.index}" '
                       f'style="{style}"><span class="af-b">[</span>{_span_text_html(text.strip())}'
-                      f'<span class="af-b">]</span>{mark}{round_tooltip_html(rnd, trace.models)}</span>')
+                      f'<span class="af-b">]</span>{mark}{round_tooltip_html(rnd, trace.models, trace.mode)}</span>')
     if not pieces:
         pieces.append('<span class="af-empty">(no output yet)</span>')
     if live:
@@ -149,14 +164,16 @@ CANDIDATE_COLUMNS = ("round", "winner", "candidate", "proposed by")
 
 def candidate_table(trace: Trace | None) -> tuple[list[str], list[list]]:
     """Every round's candidates: proposers, each model's NLL, fused score; the winner marked ✓."""
-    models = trace.models if trace else []
-    headers = list(CANDIDATE_COLUMNS) + [f"NLL {short_name(m)}" for m in models] + ["fused score", "words"]
+    models, mode = (trace.models, trace.mode) if trace else ([], "adafuse")
+    *per_model, fused = score_columns(mode, models)
+    headers = list(CANDIDATE_COLUMNS) + per_model + [f"{fused}{' score' * (mode != 'unite')}", "words"]
     rows = []
     for rnd in (trace.rounds if trace else []):
         for i, c in enumerate(rnd.candidates):
             rows.append([rnd.number, "✓" if i == rnd.chosen_index else "", candidate_label(c),
                          ", ".join(short_name(p) for p in c.proposers)]
-                        + [_num(c.nll.get(m)) for m in models] + [_num(c.score), c.words])
+                        + [_num(shown(c.nll.get(m, float("nan")), mode)) for m in models]
+                        + [_num(shown(c.score, mode)), c.words])
     return headers, rows
 
 

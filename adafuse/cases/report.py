@@ -168,10 +168,11 @@ def contested(trace: Trace) -> list[Round]:
 
 
 def rounds_html(trace: Trace, rounds: list[Round]) -> str:
-    head = "".join(f"<th>NLL {esc(render.short_name(m))}</th>" for m in trace.models)
-    rows = "".join(render.candidate_rows_html(rnd, trace.models, with_round=True) for rnd in rounds)
+    *per_model, fused = render.score_columns(trace.mode, trace.models)
+    head = "".join(f"<th>{esc(h)}</th>" for h in per_model)
+    rows = "".join(render.candidate_rows_html(rnd, trace.models, with_round=True, mode=trace.mode) for rnd in rounds)
     return (f'<table class="af-rounds"><tr><th>round</th><th></th><th>candidate</th><th>proposed by</th>{head}'
-            f"<th>fused</th></tr>{rows}</table>")
+            f"<th>{fused}</th></tr>{rows}</table>")
 
 
 # ---------------------------------------------------------------- reports
