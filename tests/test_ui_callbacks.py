@@ -207,7 +207,7 @@ def test_a_new_run_ends_the_sessions_comparison(studio, qa_run):
     assert studio.announce_run("t", slots=1).startswith("Waiting for another request")
     assert studio.announce_run("s", slots=1) == "Stopping the comparison to start this run…"
     status, cards, fig, table, *rest = drain(gen)[-1]
-    assert status.startswith("Comparison cancelled by a new run; 1 of 6 methods measured")
+    assert status.startswith("Comparison cancelled by a new run; 1 of 7 methods measured")
     assert list(table["method"]) == ["AdaFuse"]
     assert studio.why_not_compare(qa_run[-1][5], "s") == "Comparison cancelled by a new run."
 
