@@ -59,6 +59,8 @@ def probability(state: ModelState, committed: str, text: str, eos: bool) -> tupl
 
 def unite_round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int], committed: str,
                 index: int) -> Round:
+    """One UniTE step as a round of the trace (the module docstring says how). `budgets` is not
+    needed: one token's text is a few tokens at most in any model, and the loop stops at the bound."""
     # 1. Propose: each model's top-k tokens.
     tops = [top_k(state, cfg.top_k) for state in states]
     proposals = [Proposal(s.name, [t for t, _, _, _ in top], [p for _, _, _, p in top], False,
