@@ -1,0 +1,68 @@
+"""The paper's baselines beside AdaFuse and each model alone, from one eval run (issue 18).
+
+    python scripts/baselines_md.py RUN [--min-items 1]
+
+RUN is an eval --out folder (or a folder of them, one per task) holding adafuse, unite and greedy
+results. For each task: every method's score and cost (ms per output token, forward passes per
+item) on the items all methods finished, then UniTE and AdaFuse each paired item by item with the
+other and with the better model alone (95% bootstrap interval). Markdown on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from before_after_md import METRICS, records  # noqa: E402
+from eval_results_md import paired_comparison, points  # noqa: E402
+
+ADAFUSE, UNITE = "adafuse_tau0.7_M3_B1", "unite_k10"
+
+
+def greedy_slugs(root: Path) -> list[str]:
+    return sorted({re.sub(r"(\.rank\d+)?\.jsonl$", "", p.name) for p in root.rglob("greedy_*.jsonl")})
+
+
+def cost(recs: list[dict]) -> str:
+    """Mean ms per output token (tokens: the mean over the method's models of their new tokens) and
+    forward passes per item, summed over models."""
+    tokens = [statistics.mean(r["trace"]["stats"]["new_tokens"].values()) for r in recs]
+    ms = 1000 * sum(r["seconds"] for r in recs) / max(1.0, sum(tokens))
+    fwd = statistics.mean(sum(r["trace"]["stats"]["forward_passes"].values()) for r in recs)
+    return f"{ms:.0f} ms / {fwd:.1f}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path)
+    p.add_argument("--min-items", type=int, default=1)
+    a = p.parse_args()
+    slugs = [ADAFUSE, UNITE] + greedy_slugs(a.run)
+    by = {s: records(a.run, s) for s in slugs}
+    print("| task | items | " + " | ".join(slugs) + " |")
+    print("| --- | --- |" + " --- |" * len(slugs))
+    pairs = []
+    for task in [t for t in METRICS if all(t in by[s] for s in slugs)]:
+        keys = sorted(set.intersection(*(set(by[s][task]) for s in slugs)), key=lambda k: int(k.split(":")[0]))
+        if len(keys) < a.min_items:
+            continue
+        metric = METRICS[task][0]
+        score = {s: {k: by[s][task][k]["metrics"][metric] for k in keys} for s in slugs}
+        cells = [f"{points(metric) * statistics.mean(score[s].values()):.1f} ({cost([by[s][task][k] for k in keys])})"
+                 for s in slugs]
+        print(f"| {task} ({metric}) | {len(keys)} | " + " | ".join(cells) + " |")
+        best = max(slugs[2:], key=lambda s: sum(score[s].values()))
+        for x, y in [(UNITE, ADAFUSE), (UNITE, best), (ADAFUSE, best)]:
+            pairs.append(f"| {task} | {x} vs {y} | " + paired_comparison(score[x], score[y], keys, metric)[0] + " |")
+    print("\nCells: score (ms per output token / forward passes per item).\n")
+    print("| task | comparison | items | better | worse | same | mean diff [95% CI] |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(pairs))
+
+
+if __name__ == "__main__":
+    main()
