@@ -10,21 +10,18 @@ other and with the better model alone (95% bootstrap interval). Markdown on stdo
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from before_after_md import METRICS, records  # noqa: E402
+from adafuse.eval import runner  # noqa: E402
+from before_after_md import METRICS, method_records  # noqa: E402
 from eval_results_md import paired_comparison, points  # noqa: E402
 
 ADAFUSE, UNITE = "adafuse_tau0.7_M3_B1", "unite_k10"
-
-
-def greedy_slugs(root: Path) -> list[str]:
-    return sorted({re.sub(r"(\.rank\d+)?\.jsonl$", "", p.name) for p in root.rglob("greedy_*.jsonl")})
 
 
 def cost(recs: list[dict]) -> str:
@@ -41,8 +38,9 @@ def main() -> None:
     p.add_argument("run", type=Path)
     p.add_argument("--min-items", type=int, default=1)
     a = p.parse_args()
-    slugs = [ADAFUSE, UNITE] + greedy_slugs(a.run)
-    by = {s: records(a.run, s) for s in slugs}
+    by_method = runner.records_by_method(a.run)   # every result file, read once
+    slugs = [ADAFUSE, UNITE] + sorted({s for _, s in by_method if s.startswith("greedy_")})
+    by = {s: method_records(by_method, s) for s in slugs}
     print("| task | items | " + " | ".join(slugs) + " |")
     print("| --- | --- |" + " --- |" * len(slugs))
     pairs = []

@@ -11,29 +11,29 @@ scoring removes, issue 15). Markdown on stdout, for docs/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from adafuse.eval import runner  # noqa: E402
 from eval_results_md import paired_comparison, points  # noqa: E402
 
 METRICS = {"nq": ("em", "f1"), "triviaqa": ("em", "f1"), "squad": ("em", "f1"), "gsm8k": ("accuracy",),
            "flores-de-en": ("chrf",), "flores-en-de": ("chrf",)}
 
 
-def records(root: Path, slug: str) -> dict[str, dict[str, dict]]:
-    """task -> item key -> record, from every `<task>/<slug>[.rankN].jsonl` under root."""
+def method_records(by_method: dict, slug: str) -> dict[str, dict[str, dict]]:
+    """task -> item key -> record of one method, from runner.records_by_method's reading of a
+    folder (every run folder below it merged, the first record of an item kept); failed items
+    left out."""
     out: dict[str, dict[str, dict]] = {}
-    for path in sorted(root.rglob(f"{slug}*.jsonl")):
-        if path.name != f"{slug}.jsonl" and not path.name.startswith(f"{slug}.rank"):
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            r = json.loads(line)
-            if not r.get("error"):
-                out.setdefault(r["task"], {})[r["key"]] = r
+    for (task, s), recs in by_method.items():
+        if s == slug:
+            for key, rec in recs.items():
+                if not rec.get("error"):
+                    out.setdefault(task, {}).setdefault(key, rec)
     return out
 
 
@@ -49,7 +49,7 @@ def main() -> None:
     p.add_argument("after", type=Path)
     p.add_argument("--slug", default="adafuse_tau0.7_M3_B1")
     a = p.parse_args()
-    before, after = records(a.before, a.slug), records(a.after, a.slug)
+    before, after = (method_records(runner.records_by_method(root), a.slug) for root in (a.before, a.after))
     print("| task | metric | items | before | after | after better | worse | same | mean diff [95% CI] "
           "| answers changed | of them, crossed a stop before |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
