@@ -239,8 +239,8 @@ def main() -> None:
         res["bandwidth"][lm.name] = {"weight_bytes": nbytes, "ms_at_4.8TB/s": 1000 * nbytes / DATASHEET_BW,
                                      "ms_at_measured_copy_bw": 1000 * nbytes / bw}
         hf_greedy(lm, ids, 4)
-        full = sorted(hf_greedy(lm, ids, args.new_tokens) for _ in range(args.reps))[args.reps // 2]
-        one = sorted(hf_greedy(lm, ids, 1) for _ in range(args.reps))[args.reps // 2]
+        full = median([hf_greedy(lm, ids, args.new_tokens) for _ in range(args.reps)])
+        one = median([hf_greedy(lm, ids, 1) for _ in range(args.reps)])
         res["greedy"][lm.name] = {"ms_per_token": 1000 * full / args.new_tokens,
                                   "decode_ms_per_token": 1000 * (full - one) / (args.new_tokens - 1),
                                   "prefill_ms": 1000 * one}
@@ -310,7 +310,7 @@ def adafuse_run_greedy(lm, prompt: str, new: int, reps: int) -> float:
     for _ in range(reps):
         trace = adafuse.generate([lm], prompt, cfg)
         runs.append(1000 * trace.stats.seconds / max(1, sum(trace.stats.new_tokens.values())))
-    return sorted(runs)[len(runs) // 2]
+    return median(runs)
 
 
 def concurrency(lm0, lm1, prompt: str, new: int) -> dict:
