@@ -61,8 +61,9 @@ def unite_round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int],
                 index: int) -> Round:
     """One UniTE step as a round of the trace (the module docstring says how). `budgets` is not
     needed: one token's text is a few tokens at most in any model, and the loop stops at the bound."""
-    # 1. Propose: each model's top-k tokens.
+    # 1. Propose: each model's top-k tokens; per model, (text, eos) -> (probability, id).
     tops = [top_k(state, cfg.top_k) for state in states]
+    owns = [{(t, e): (p, i) for t, e, i, p in top} for top in tops]
     proposals = [Proposal(s.name, [t for t, _, _, _ in top], [p for _, _, _, p in top], False,
                           [t for t, _, _, _ in top], eos=any(e for _, e, _, _ in top))
                  for s, top in zip(states, tops)]
@@ -77,8 +78,7 @@ def unite_round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int],
         raise RuntimeError("UniTE: no model has a whole-text token among its top-k; raise top_k")
     # 3. Score: each model's probability of every union token, normalised over the union.
     avg = [0.0] * len(union)
-    for s, top in zip(states, tops):
-        own = {(t, e): (p, i) for t, e, i, p in top}
+    for s, own in zip(states, owns):
         probs, ids = [], []
         for c in union:
             p, i = own.get((c.text, c.eos)) or probability(s, committed, c.text, c.eos)
@@ -95,9 +95,9 @@ def unite_round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int],
     best = min(range(len(union)), key=lambda j: (union[j].score, j))
     win = union[best]
     # 5. Commit: every model appends the winner, as its own token where it ranked it.
-    for s, top in zip(states, tops):
-        own = {(t, e): i for t, e, i, _ in top}
-        ids, at = commit(s, committed, win, own.get((win.text, win.eos)))
+    for s, own in zip(states, owns):
+        _, own_id = own.get((win.text, win.eos), (None, None))
+        ids, at = commit(s, committed, win, own_id)
         win.add_score(s.name, win.nll[s.name], ids, at)   # the tokens it went in as
     return Round(index, proposals, union, best)
 
