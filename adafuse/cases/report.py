@@ -204,16 +204,18 @@ def markdown_report(run: Run, rows: list[tuple[Case, Verdict]], query: Query, ma
                   _fence(trace.bracketed() or trace.text), ""]
         fought = contested(trace)
         if fought:
-            models = [render.short_name(m) for m in trace.models]
+            columns = render.score_columns(trace.mode, trace.models)   # as the HTML report's (rounds_html)
             lines += ["Rounds with competing candidates (✓ winner, lowest fused score):", "",
-                      "| round | | candidate | proposed by | " + " | ".join(f"NLL {m}" for m in models) + " | fused |",
-                      "|" + " --- |" * (5 + len(models))]
+                      "| round | | candidate | proposed by | " + " | ".join(columns) + " |",
+                      "|" + " --- |" * (4 + len(columns))]
             for rnd in fought:
                 for i, c in enumerate(rnd.candidates):
-                    nll = " | ".join(render.fmt(c.nll.get(m)) for m in trace.models)
+                    nll = " | ".join(render.fmt(render.shown(c.nll.get(m, float("nan")), trace.mode))
+                                     for m in trace.models)
                     who = ", ".join(render.short_name(p) for p in c.proposers)
                     lines.append(f"| {rnd.number} | {'✓' if i == rnd.chosen_index else ''} "
-                                 f"| `{_code(render.candidate_label(c))}` | {who} | {nll} | {render.fmt(c.score)} |")
+                                 f"| `{_code(render.candidate_label(c))}` | {who} | {nll} "
+                                 f"| {render.fmt(render.shown(c.score, trace.mode))} |")
             lines.append("")
     return "\n".join(lines)
 
