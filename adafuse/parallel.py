@@ -1,33 +1,37 @@
-"""Each model's share of a round at the same time, when every model sits on a GPU of its own.
+"""Each model's share of a round at the same time, on GPUs.
 
 A round's proposals are independent across models, and so is each model's scoring of the others'
-candidates: only the merge in between and the choice after need all of them. With one model per
-GPU, a thread per model keeps both GPUs busy at once. On the fast path a decode step is a graph
-replay and one small device-to-host copy, both of which release the GIL, so the Python between
-them is short: measured on two H200s, threads overlap the two models' decode loops to 0.75-0.90
-of perfect, processes to 0.98, and the whole round to 0.68x the sequential time
-(docs/PERFORMANCE.md). On the eager path every forward is Python-bound and threads lose. Results
-are identical to running the models in turn.
+candidates: only the merge in between and the choice after need all of them. A thread per model
+runs its share on a CUDA stream of its own, so the models' kernels overlap whether they sit on two
+GPUs or share one: a batch-1 decode step of a 7-8B model reads its weights at about half the
+H200's bandwidth (a 6.0 ms graph replay against 3.35 ms of weight reads), which leaves the other
+half to the other model. On the fast path a decode step is a graph replay and one small
+device-to-host copy, both of which release the GIL, so the Python between them is short; the
+tokenizer's encode (scoring) releases it too. On the eager path every forward is Python-bound and
+the GIL serialises the threads: there they pay only with one GPU per model. Results are identical
+to running the models in turn (each model's kernels and their order are the same).
 
-ADAFUSE_PARALLEL=0 runs the models in turn everywhere; =1 uses threads even when models share a
-device (for measurement); unset ("auto") uses threads only with one distinct CUDA device per model.
+ADAFUSE_PARALLEL=0 runs the models in turn everywhere; =1 uses threads for any CUDA models (for
+measurement); unset ("auto") uses threads when every model is on CUDA and either each has a GPU of
+its own or every model decodes on the fast path (its cache is a fast.FastCache).
 """
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, Sequence
 
 import torch
 
-from . import batch
+from . import batch, fast
 
 _pool: ThreadPoolExecutor | None = None
 
 
-def use_threads(devices: Sequence[torch.device]) -> bool:
+def use_threads(states: Sequence) -> bool:
     env = os.environ.get("ADAFUSE_PARALLEL", "auto").strip().lower()
-    if len(devices) < 2 or env in ("0", "off", "no", "false"):
+    devices = [s.lm.device for s in states]
+    if len(states) < 2 or env in ("0", "off", "no", "false") or any(d.type != "cuda" for d in devices):
         return False
     if batch.current() is not None:
         # In a batch (adafuse/batch.py) every forward must go through the batch's steps, which
@@ -35,21 +39,41 @@ def use_threads(devices: Sequence[torch.device]) -> bool:
         return False
     if env in ("1", "on", "yes", "true", "threads"):
         return True
-    return all(d.type == "cuda" for d in devices) and len(set(devices)) == len(devices)
+    return len(set(devices)) == len(devices) or all(isinstance(s.cache, fast.FastCache) for s in states)
 
 
-def map_models(fn: Callable, devices: Sequence[torch.device], *arg_lists) -> list:
-    """[fn(*args) for args in zip(*arg_lists)], one thread per model where use_threads() says so."""
-    calls = list(zip(*arg_lists))
-    if not use_threads(devices):
+def map_models(fn: Callable, states: Sequence, *arg_lists) -> list:
+    """[fn(state, *args) for state, args in zip(states, *arg_lists)], one thread per model (each on
+    its model's stream) where use_threads() says so."""
+    calls = list(zip(states, *arg_lists))
+    if not use_threads(states):
         return [fn(*args) for args in calls]
     global _pool
     if _pool is None or _pool._max_workers < len(calls):
         _pool = ThreadPoolExecutor(max_workers=max(len(calls), 2), thread_name_prefix="adafuse-model")
-    futures = [_pool.submit(_call, fn, args) for args in calls]
+    # Stream order: each model's stream starts after what the caller queued (last round's commit),
+    # and the caller's stream continues after every model's work; a tensor made on one stream and
+    # used or freed on the other is thereby never reused early by the caching allocator.
+    callers = [torch.cuda.current_stream(s.lm.device) for s in states]
+    futures = [_pool.submit(_call, fn, args, caller) for args, caller in zip(calls, callers)]
+    wait(futures)
+    for state, caller in zip(states, callers):
+        caller.wait_stream(model_stream(state.lm))
     return [f.result() for f in futures]
 
 
-def _call(fn: Callable, args: tuple):
-    with torch.inference_mode():   # thread-local: the caller's inference mode does not carry over
+def model_stream(lm) -> torch.cuda.Stream:
+    """The CUDA stream a model's share of a round runs on (made once per model)."""
+    stream = getattr(lm, "_round_stream", None)
+    if stream is None:
+        stream = lm._round_stream = torch.cuda.Stream(lm.device)
+    return stream
+
+
+def _call(fn: Callable, args: tuple, caller: torch.cuda.Stream):
+    lm = args[0].lm
+    stream = model_stream(lm)
+    # thread-local: the caller's inference mode, device and stream do not carry over
+    with torch.inference_mode(), torch.cuda.device(lm.device), torch.cuda.stream(stream):
+        stream.wait_stream(caller)
         return fn(*args)

@@ -52,8 +52,7 @@ def propose_all(states: list[ModelState], cfg: DecodeConfig,
                 budgets: list[int]) -> tuple[list[Proposal], list[list[Span]]]:
     """1. Propose: each model's greedy words while confident, B branches where it is not
     (propose.py). Extends each main cache with the model's span tokens."""
-    results = map_models(lambda state, budget: propose(state, cfg, budget),
-                         [s.lm.device for s in states], states, budgets)
+    results = map_models(lambda state, budget: propose(state, cfg, budget), states, budgets)
     return [proposal for proposal, _ in results], [spans for _, spans in results]
 
 
@@ -104,7 +103,7 @@ def score_missing(states: list[ModelState], spans: list[list[Span]], candidates:
         return score(state, committed, todo, main.token_ids[:main.shared] + state.lookahead,
                      main.dists[:main.shared] + state.lookahead_dists)
 
-    results = map_models(score_todo, [s.lm.device for s in states], states, todos, spans)
+    results = map_models(score_todo, states, todos, spans)
     by_key = {(c.text, c.eos): c for c in candidates}
     commits = []
     for state, mine, todo, rows in zip(states, own, todos, results):

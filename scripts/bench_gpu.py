@@ -263,9 +263,9 @@ def main() -> None:
     if not args.skip_eager_adafuse:
         setups.append(("1gpu_eager", one_gpu, {"ADAFUSE_FAST": "0", "ADAFUSE_PARALLEL": "0"}, taus, args.eager_reps))
     setups += [("1gpu_fast_nographs", one_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "0", "ADAFUSE_PARALLEL": "0"}, [0.7], args.reps),
-               ("1gpu_fast", one_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "0"}, taus, args.reps),
-               # both models' threads on one GPU (one stream): only the host work overlaps
-               ("1gpu_fast_threads", one_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "1"}, taus, args.reps)]
+               # the models in turn, then the default: a thread and a CUDA stream per model (parallel.py)
+               ("1gpu_fast_sequential", one_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "0"}, taus, args.reps),
+               ("1gpu_fast", one_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "auto"}, taus, args.reps)]
     if mistral_gpu1 is not None:
         two_gpu = [llama, mistral_gpu1]
         setups += [("2gpu_eager_threads", two_gpu, {"ADAFUSE_FAST": "0", "ADAFUSE_PARALLEL": "auto"}, [0.7], args.eager_reps),
@@ -286,6 +286,11 @@ def main() -> None:
             res["concurrency"]["processes"] = {"error": f"{type(e).__name__}: {e}"}
         print("concurrency", res["concurrency"], flush=True)
     a = res["adafuse"]
+    res["checks"]["1gpu_threads_equal_sequential_text"] = all(
+        a[f"1gpu_fast_tau{t}"]["text"] == a[f"1gpu_fast_sequential_tau{t}"]["text"] for t in taus)
+    res["breakdown"] = {label: round_breakdown(one_gpu, prompt, args.new_tokens, env)
+                        for label, env in (("sequential", {"ADAFUSE_PARALLEL": "0"}),)}
+    print("breakdown", json.dumps(res["breakdown"]), flush=True)
     if "2gpu_fast_threads_tau0.7" in a:
         res["checks"]["threads_equal_sequential_text"] = all(
             a[f"2gpu_fast_threads_tau{t}"]["text"] == a[f"2gpu_fast_sequential_tau{t}"]["text"] for t in taus)
@@ -300,6 +305,41 @@ def main() -> None:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bench_gpu.json").write_text(json.dumps(res, indent=1))
+
+
+def round_breakdown(lms, prompt: str, new: int, env: dict) -> dict:
+    """Where a round's time goes (issue 17): one AdaFuse decode (tau 0.7, M 3, B 1) on the fast path
+    under cProfile, its host time split into waits for the GPU (the device-to-host copies that
+    end each step), graph replay launches, the tokenizer (encode for scoring, decode of words) and
+    the rest of the Python; ms per committed token. cProfile sees only the calling thread, so this
+    is for the models in turn (ADAFUSE_PARALLEL=0); its own overhead inflates the Python share."""
+    import cProfile
+    import pstats
+    cfg = DecodeConfig(tau=0.7, max_words=3, branches=1, max_new_tokens=new)
+    env = {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", **env}
+    with_env(env, lambda: adafuse.generate(lms, prompt, cfg))   # warm
+    sync()
+    prof = cProfile.Profile()
+    prof.enable()
+    trace = with_env(env, lambda: adafuse.generate(lms, prompt, cfg))
+    sync()
+    prof.disable()
+    tokens = statistics.mean(trace.stats.new_tokens.values())
+    parts = {"gpu_wait": 0.0, "graph_replay_launch": 0.0, "tokenizer": 0.0}
+    total = 0.0
+    for (file, _, name), (_, _, tottime, _, _) in pstats.Stats(prof).stats.items():
+        total += tottime
+        if any(f"'{m}' of 'torch._C" in name for m in ("tolist", "item", "cpu", "synchronize")):
+            parts["gpu_wait"] += tottime
+        elif "replay" in name and ("CUDAGraph" in name or "graphs.py" in file):
+            parts["graph_replay_launch"] += tottime
+        elif "tokenizers.Tokenizer" in name:
+            parts["tokenizer"] += tottime
+    parts["other_python"] = total - sum(parts.values())
+    out = {k: 1000 * v / tokens for k, v in parts.items()}
+    out.update(total_ms_per_token=1000 * total / tokens,
+               rounds=len(trace.rounds), forward_passes=dict(trace.stats.forward_passes), committed_tokens=tokens)
+    return out
 
 
 @torch.inference_mode()

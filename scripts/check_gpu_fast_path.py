@@ -2,10 +2,11 @@
 
     python3 scripts/check_gpu_fast_path.py [--assets .gpu_assets]
 
-Saves a tiny random-weight Llama (SmolLM2 tokenizer from --assets) to a temporary folder, loads it
-twice with `adafuse.load_models(device="auto")` (one copy per GPU when two are visible), and
-checks that the fast path is the one used and that concurrent and sequential rounds give the same
-text, for B = 1 and B = 3. Exits non-zero on a failed check.
+Saves two tiny random-weight Llamas (SmolLM2 tokenizer from --assets, seeds 0 and 1) to temporary
+folders, loads them with `adafuse.load_models(device="auto")` (one per GPU when two are visible,
+both on one GPU otherwise), and checks that the fast path is the one used, that the models run
+concurrently (a thread and a CUDA stream each, adafuse/parallel.py) and that concurrent and
+sequential rounds give the same text, for B = 1 and B = 3. Exits non-zero on a failed check.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import adafuse  # noqa: E402
-from adafuse import DecodeConfig, fast  # noqa: E402
+from adafuse import DecodeConfig, fast, parallel  # noqa: E402
 from adafuse.state import start  # noqa: E402
 
 
@@ -36,15 +37,21 @@ def main() -> int:
     cfg = LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, vocab_size=49152, max_position_embeddings=4096,
                       eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
-    torch.manual_seed(0)
     failures = []
-    with tempfile.TemporaryDirectory() as folder:
-        AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).save_pretrained(folder)
-        tok.save_pretrained(folder)
-        lms = adafuse.load_models([folder, folder], device="auto")
+    with tempfile.TemporaryDirectory() as root:
+        folders = [f"{root}/m{seed}" for seed in (0, 1)]
+        for seed, folder in enumerate(folders):
+            torch.manual_seed(seed)
+            AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).save_pretrained(folder)
+            tok.save_pretrained(folder)
+        lms = adafuse.load_models(folders, device="auto")
         print("devices", [str(lm.device) for lm in lms], "supported", [fast.supported(lm) for lm in lms])
-        if type(start(lms[0], "probe", "Hello there", "raw").cache) is not fast.FastCache:
+        probes = [start(lm, f"probe{i}", "Hello there", "raw") for i, lm in enumerate(lms)]
+        if any(type(p.cache) is not fast.FastCache for p in probes):
             failures.append("the fast path is not used for a model loaded on a GPU")
+        if not parallel.use_threads(probes):
+            failures.append("the models do not run concurrently")
+        del probes   # they own the models' fast engines
         prompt = "The history of the city begins with a small settlement on the river, where"
         for tau, branches in ((0.7, 1), (0.0, 1), (0.5, 3)):
             cfg_d = DecodeConfig(tau=tau, branches=branches, max_new_tokens=32)

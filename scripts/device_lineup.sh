@@ -19,6 +19,8 @@
 #   fusion         (after `more`, from this checkout) in the background: issue 15's before/after, the
 #                  SmolLM2 + Gemma pair on the six tasks with this checkout's code into $RUNS/after (the
 #                  lineup's own runs are the before), and scripts/check_gpu_item.py under that load
+#   after TASKS    (a lease with init + append x6, enough for SmolLM2 + Gemma) the same pair's after
+#                  runs on TASKS alone, from this checkout, in the background
 #   check          the GPU item check in the foreground, alone on the machine (after `collect`)
 #   status         logs and item counts
 #   collect        stop the evals and pack runs + bench JSON into $OUT
@@ -112,6 +114,22 @@ case $1 in
     # the GPU item check among the evals (the loaded case), with this checkout's code
     PYTHONPATH=$N:$PYTHONPATH THREADS=4 python3 scripts/check_gpu_item.py --devices cuda --repeats 1 \
       --out $RUNS/check/loaded.jsonl > $RUNS/check-loaded.log 2>&1 &
+    wait ;;
+  after)   # after TASKS (a lease with init + append x6: SmolLM2 and Gemma only) from this checkout,
+    # in the background: issue 15's after runs of the SmolLM2 + Gemma pair on TASKS into $RUNS/after
+    extract $SMOL $GEMMA
+    rm -rf $N && mkdir -p $N && cp -r adafuse scripts assets app.py $N/
+    echo "$2" > $RUNS/after.tasks
+    background after-bg $N ;;
+  after-bg)
+    cd $N && for m in $SMOL $GEMMA; do python3 scripts/device_cache.py unpack $X --models $m & done; wait
+    tasks=$(cat $RUNS/after.tasks)
+    args="--models $SMOL,$GEMMA --methods adafuse --limit 200 --device auto --dtype float32 --threads 1 --no-progress"
+    main=$(echo ,$tasks, | sed 's/,gsm8k,/,/; s/^,//; s/,$//')
+    [[ -n $main ]] && $(launch ${PROCS_AFTER:-8}) --main_process_port 29520 -m adafuse eval $args \
+      --task $main --out $RUNS/after/main > $RUNS/after-main.log 2>&1 &
+    [[ ,$tasks, == *,gsm8k,* ]] && $(launch ${PROCS_AFTER_GSM8K:-8}) --main_process_port 29521 -m adafuse eval $args \
+      --task gsm8k --max-new-tokens 128 --out $RUNS/after/gsm8k > $RUNS/after-gsm8k.log 2>&1 &
     wait ;;
   check)   # from the carried tree (not $N): checks a fix made after `fusion`
     PYTHONPATH=.:$PYTHONPATH THREADS=8 python3 scripts/check_gpu_item.py --devices cuda --repeats 1 \
