@@ -345,6 +345,7 @@ class FastEngine:
 
 
 MAX_GRAPH_TOKENS = 64
+_CAPTURE_LOCK = threading.Lock()
 
 
 class _Graph:
@@ -364,7 +365,11 @@ class _Graph:
             self.ids.copy_(input_ids, non_blocking=True)
             self.pos.fill_(position)
             if self.graph is None:
-                self._capture()
+                # One capture at a time in the process: entering a capture synchronizes the whole
+                # device, which CUDA refuses while another thread's capture is under way on it
+                # (models decoding in threads, adafuse/parallel.py).
+                with _CAPTURE_LOCK:
+                    self._capture()
             self.graph.replay()
             return self.out
 

@@ -288,6 +288,8 @@ def main() -> None:
     a = res["adafuse"]
     res["checks"]["1gpu_threads_equal_sequential_text"] = all(
         a[f"1gpu_fast_tau{t}"]["text"] == a[f"1gpu_fast_sequential_tau{t}"]["text"] for t in taus)
+    res["overlap"] = stream_overlap(one_gpu)
+    print("overlap", json.dumps(res["overlap"]), flush=True)
     res["breakdown"] = {label: round_breakdown(one_gpu, prompt, args.new_tokens, env)
                         for label, env in (("sequential", {"ADAFUSE_PARALLEL": "0"}),)}
     print("breakdown", json.dumps(res["breakdown"]), flush=True)
@@ -305,6 +307,48 @@ def main() -> None:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bench_gpu.json").write_text(json.dumps(res, indent=1))
+
+
+def stream_overlap(lms, reps: int = 50) -> dict | None:
+    """How much of the GPU a second model can use while the first decodes: GPU time of the models'
+    1-token decode graphs replayed one after the other on one stream, against each on a stream of
+    its own at the same time (no host sync in between); and each model's replay time per captured
+    (row slot, rows, tokens) graph. Replays write scratch KV only (run after the decodes)."""
+    graphs = [getattr(lm, "_fast_engine", None) and lm._fast_engine.graphs.get((0, 1, 1)) for lm in lms]
+    if any(g is None or g.graph is None for g in graphs):
+        return None
+    dev = lms[0].device
+    streams = [torch.cuda.Stream(dev) for _ in lms]
+
+    def timed(fn) -> float:
+        fn()
+        torch.cuda.synchronize(dev)
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize(dev)
+        return 1000 * (time.perf_counter() - t) / reps
+
+    def one_stream():
+        for _ in range(reps):
+            for g in graphs:
+                g.graph.replay()
+
+    def own_streams():
+        main = torch.cuda.current_stream(dev)
+        for s in streams:
+            s.wait_stream(main)
+        for _ in range(reps):
+            for g, s in zip(graphs, streams):
+                with torch.cuda.stream(s):
+                    g.graph.replay()
+        for s in streams:
+            main.wait_stream(s)
+
+    out = {"one_stream_ms_per_pair": timed(one_stream), "own_streams_ms_per_pair": timed(own_streams)}
+    for lm in lms:
+        out[lm.name] = {str(k): timed(lambda g=g: [g.graph.replay() for _ in range(reps)])
+                        for k, g in sorted(lm._fast_engine.graphs.items()) if g.graph is not None}
+    return out
 
 
 def round_breakdown(lms, prompt: str, new: int, env: dict) -> dict:

@@ -54,7 +54,7 @@ from adafuse import DecodeConfig, fast  # noqa: E402
 
 TASKS_FILE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "tasks.json"
 DEFAULT_PAIRS = ["gemma3-270m,qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct,gemma3-270m"]
-FAST_ENV = {"ADAFUSE_FAST": "1", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "0"}
+FAST_ENV = {"ADAFUSE_FAST": "1", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "auto"}
 EAGER_ENV = {"ADAFUSE_FAST": "0", "ADAFUSE_PARALLEL": "0"}
 ADAFUSE_CFG = dict(tau=0.7, max_words=3, branches=1)
 
