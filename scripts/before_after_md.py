@@ -1,12 +1,13 @@
 """Before and after a change to the engine: one method's results in two run folders, item by item.
 
-    python scripts/before_after_md.py BEFORE AFTER [--slug adafuse_tau0.7_M3_B1]
+    python scripts/before_after_md.py BEFORE AFTER [--slug adafuse_tau0.7_M3_B1] [--before-slug SLUG]
 
 BEFORE and AFTER are eval --out folders (or folders above them: every result file under them is
 read, rank pieces too). For each task both hold, on the items both finished: the scores, the paired
 difference with its 95% bootstrap interval, how many answers changed, and how many of those had,
 before, a winning span that ran past one of the task's stop strings (the defect that stop-aware
-scoring removes, issue 15). Markdown on stdout, for docs/RESULTS.md.
+scoring removes, issue 15). --before-slug compares with another method in BEFORE (a single model:
+`greedy_gemma3-270m`). Markdown on stdout, for docs/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ def main() -> None:
     p.add_argument("before", type=Path)
     p.add_argument("after", type=Path)
     p.add_argument("--slug", default="adafuse_tau0.7_M3_B1")
+    p.add_argument("--before-slug", default=None, help="the method read from BEFORE (default: --slug)")
     a = p.parse_args()
-    before, after = (method_records(runner.records_by_method(root), a.slug) for root in (a.before, a.after))
+    before = method_records(runner.records_by_method(a.before), a.before_slug or a.slug)
+    after = method_records(runner.records_by_method(a.after), a.slug)
     print("| task | metric | items | before | after | after better | worse | same | mean diff [95% CI] "
           "| answers changed | of them, crossed a stop before |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
