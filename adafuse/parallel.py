@@ -28,10 +28,11 @@ from . import batch, fast
 _pool: ThreadPoolExecutor | None = None
 
 
-def use_threads(states: Sequence) -> bool:
+def use_threads(devices: Sequence[torch.device], all_fast: bool) -> bool:
+    """Whether models on `devices` run their shares in threads; `all_fast`: every one decodes on
+    the fast path."""
     env = os.environ.get("ADAFUSE_PARALLEL", "auto").strip().lower()
-    devices = [s.lm.device for s in states]
-    if len(states) < 2 or env in ("0", "off", "no", "false") or any(d.type != "cuda" for d in devices):
+    if len(devices) < 2 or env in ("0", "off", "no", "false") or any(d.type != "cuda" for d in devices):
         return False
     if batch.current() is not None:
         # In a batch (adafuse/batch.py) every forward must go through the batch's steps, which
@@ -39,14 +40,24 @@ def use_threads(states: Sequence) -> bool:
         return False
     if env in ("1", "on", "yes", "true", "threads"):
         return True
-    return len(set(devices)) == len(devices) or all(isinstance(s.cache, fast.FastCache) for s in states)
+    return len(set(devices)) == len(devices) or all_fast
 
 
 def map_models(fn: Callable, states: Sequence, *arg_lists) -> list:
     """[fn(state, *args) for state, args in zip(states, *arg_lists)], one thread per model (each on
     its model's stream) where use_threads() says so."""
-    calls = list(zip(states, *arg_lists))
-    if not use_threads(states):
+    threads = use_threads([s.lm.device for s in states], all(isinstance(s.cache, fast.FastCache) for s in states))
+    return _map(fn, [s.lm for s in states], threads, list(zip(states, *arg_lists)))
+
+
+def map_lms(fn: Callable, lms: Sequence, *arg_lists) -> list:
+    """map_models before the models' states exist (the prompt's prefill): [fn(lm, *args) ...]."""
+    threads = use_threads([lm.device for lm in lms], all(fast.enabled(lm) for lm in lms))
+    return _map(fn, lms, threads, list(zip(lms, *arg_lists)))
+
+
+def _map(fn: Callable, lms: Sequence, threads: bool, calls: list[tuple]) -> list:
+    if not threads:
         return [fn(*args) for args in calls]
     global _pool
     if _pool is None or _pool._max_workers < len(calls):
@@ -54,11 +65,11 @@ def map_models(fn: Callable, states: Sequence, *arg_lists) -> list:
     # Stream order: each model's stream starts after what the caller queued (last round's commit),
     # and the caller's stream continues after every model's work; a tensor made on one stream and
     # used or freed on the other is thereby never reused early by the caching allocator.
-    callers = [torch.cuda.current_stream(s.lm.device) for s in states]
-    futures = [_pool.submit(_call, fn, args, caller) for args, caller in zip(calls, callers)]
+    callers = [torch.cuda.current_stream(lm.device) for lm in lms]
+    futures = [_pool.submit(_call, fn, args, lm, caller) for args, lm, caller in zip(calls, lms, callers)]
     wait(futures)
-    for state, caller in zip(states, callers):
-        caller.wait_stream(model_stream(state.lm))
+    for lm, caller in zip(lms, callers):
+        caller.wait_stream(model_stream(lm))
     return [f.result() for f in futures]
 
 
@@ -70,8 +81,7 @@ def model_stream(lm) -> torch.cuda.Stream:
     return stream
 
 
-def _call(fn: Callable, args: tuple, caller: torch.cuda.Stream):
-    lm = args[0].lm
+def _call(fn: Callable, args: tuple, lm, caller: torch.cuda.Stream):
     stream = model_stream(lm)
     # thread-local: the caller's inference mode, device and stream do not carry over
     with torch.inference_mode(), torch.cuda.device(lm.device), torch.cuda.stream(stream):

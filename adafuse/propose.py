@@ -14,7 +14,7 @@ from . import kv
 from .config import DecodeConfig
 from .state import ModelState, forward
 from .trace import Proposal
-from .vocab import decode_suffix
+from .vocab import Vocab, decode_suffix
 
 # A "word" with no whitespace for this many tokens (a URL, CJK text) is cut: the round ends
 # there and the next one carries on from the same tokens, so greedy output is unchanged.
@@ -50,28 +50,45 @@ class Word:
     dists: list = field(default_factory=list)   # distribution after each token
 
 
-def margin_and_argmax(logprobs: torch.Tensor) -> tuple[float, int]:
-    """The margin p(1) - p(2) and the argmax over proposable tokens (`Vocab.for_choosing`), in one
-    device-to-host copy (each copy waits for the GPU)."""
-    top = logprobs.topk(2).values.exp()
-    m, best = torch.stack([(top[0] - top[1]).double(), logprobs.argmax().double()]).tolist()
-    return m, int(best)
+@dataclass
+class WordStart:
+    """What the distribution at a word start says, read in one device-to-host copy (each copy
+    waits for the GPU): the margin p(1) - p(2) and the argmax over proposable tokens, with the
+    argmax's log-probability and whether it is EOS (complete_words needs both to begin)."""
+    margin: float
+    token: int
+    token_on_device: torch.Tensor   # [1], the argmax where the logits are: the first step's input
+    logprob: float
+    eos: bool
+
+
+def word_start(vocab: Vocab, logprobs: torch.Tensor) -> WordStart:
+    choosing = vocab.for_choosing(logprobs)
+    top = choosing.topk(2).values.exp()
+    best = choosing.argmax()
+    m, token, lp, eos = torch.stack([(top[0] - top[1]).double(), best.double(), logprobs[best].double(),
+                                     vocab.is_eos[best].double()]).tolist()
+    return WordStart(m, int(token), best.reshape(1), lp, bool(eos))
 
 
 def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, firsts: list[int],
-                   budget: int, reuse: bool = False) -> list[Word]:
+                   budget: int, reuse: bool = False, start: WordStart | None = None) -> list[Word]:
     """Greedily complete one word per first token, all rows in one batched forward per step.
 
     A row ends before a token that starts with whitespace, at EOS, at `budget` tokens or at
     MAX_WORD_TOKENS. Its last token is always forwarded, so its next-word distribution is known.
     `reuse` (the single greedy row on the main cache): take tokens from `state.lookahead` while
-    they match instead of forwarding them again.
+    they match instead of forwarding them again. `start` (that row's WordStart) already holds its
+    first token's log-probability and EOS flag: no copy is needed to begin.
     """
     vocab = state.lm.vocab
     rows = len(firsts)
-    current = torch.tensor(firsts, device=state.lm.device)
-    # One device-to-host copy per step for all rows (float64 holds ids and float32 values exactly).
-    first_lp, first_eos = torch.stack([first_logprobs[current].double(), vocab.is_eos[current].double()]).tolist()
+    if start is not None:
+        current, first_lp, first_eos = start.token_on_device, [start.logprob], [float(start.eos)]
+    else:
+        current = torch.tensor(firsts, device=state.lm.device)
+        # One device-to-host copy per step for all rows (float64 holds ids and float32 values exactly).
+        first_lp, first_eos = torch.stack([first_logprobs[current].double(), vocab.is_eos[current].double()]).tolist()
     words = [Word([f], [first_lp[r]], bool(first_eos[r]), None, r) for r, f in enumerate(firsts)]
     live = [not w.eos for w in words]
     if not any(live):
@@ -132,7 +149,8 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     branch_words: list[Word] = []
     branch_cache = None
     while len(words) < target and len(tokens) < budget:
-        m, best = margin_and_argmax(lm.vocab.for_choosing(dist))
+        start = word_start(lm.vocab, dist)
+        m, best = start.margin, start.token
         margins.append(m)
         uncertain = cfg.mode == "adafuse" and m < cfg.tau
         if uncertain and cfg.branches > 1:
@@ -140,7 +158,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
             branch_cache, branch_words = _branch(state, state.ids + tokens, dist, cfg.branches,
                                                  budget - len(tokens))
             break
-        (word,) = complete_words(state, state.cache, dist, [best], budget - len(tokens), reuse=True)
+        (word,) = complete_words(state, state.cache, dist, [best], budget - len(tokens), reuse=True, start=start)
         if word.eos:  # EOS at a word start ends the span; it is not a word
             logprobs.append(word.logprobs[0])
             eos = True

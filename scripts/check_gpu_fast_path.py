@@ -49,7 +49,7 @@ def main() -> int:
         probes = [start(lm, f"probe{i}", "Hello there", "raw") for i, lm in enumerate(lms)]
         if any(type(p.cache) is not fast.FastCache for p in probes):
             failures.append("the fast path is not used for a model loaded on a GPU")
-        if not parallel.use_threads(probes):
+        if not parallel.use_threads([p.lm.device for p in probes], all(type(p.cache) is fast.FastCache for p in probes)):
             failures.append("the models do not run concurrently")
         del probes   # they own the models' fast engines
         prompt = "The history of the city begins with a small settlement on the river, where"
