@@ -34,6 +34,7 @@ class Span:
     next_logprobs: torch.Tensor | None   # distribution after the span (None after EOS)
     dists: list = field(default_factory=list)   # distribution after each of token_ids
     shared: int = 0               # leading tokens whose KV is in the model's main cache
+    next_token: int | None = None  # the greedy token after the span (the next word's first), if known
 
     @property
     def nll(self) -> float:
@@ -48,6 +49,7 @@ class Word:
     next_logprobs: torch.Tensor | None
     row: int
     dists: list = field(default_factory=list)   # distribution after each token
+    next_token: int | None = None   # the greedy token after the word (argmax of next_logprobs)
 
 
 @dataclass
@@ -112,7 +114,7 @@ def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, first
             w = words[r]
             w.dists.append(logprobs[r])
             if ends_l[r] or len(w.tokens) >= limit:
-                live[r], w.next_logprobs = False, logprobs[r]
+                live[r], w.next_logprobs, w.next_token = False, logprobs[r], nxt_l[r]
             else:
                 w.tokens.append(nxt_l[r])
                 w.logprobs.append(picked_l[r])
@@ -145,6 +147,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     margins: list[float] = []
     dists: list[torch.Tensor] = []    # distribution after each token (lets scoring reuse them)
     dist = state.next_logprobs
+    next_token = None
     branched = eos = False
     branch_words: list[Word] = []
     branch_cache = None
@@ -167,7 +170,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
         tokens += word.tokens
         logprobs += word.logprobs
         dists += word.dists
-        dist = word.next_logprobs
+        dist, next_token = word.next_logprobs, word.next_token
         if uncertain:  # B = 1: the branch is the greedy word; the round stops here
             branched = True
             break
@@ -175,7 +178,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     prefix_text = "".join(words)
     if not branch_words:
         span = Span(prefix_text, tokens, logprobs, eos, len(words), state.cache, 0, None if eos else dist,
-                    dists, len(tokens))
+                    dists, len(tokens), None if eos else next_token)
         return Proposal(state.name, words, margins, branched, [span.text], eos), [span]
 
     spans = []
@@ -190,14 +193,19 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     return Proposal(state.name, shown_words, margins, True, [s.text for s in spans], top.eos), spans
 
 
-def commit_span(state: ModelState, span: Span) -> None:
+def commit_span(state: ModelState, span: Span, ahead=None) -> None:
     """The winner is this model's own span: its KV is already computed, keep it. A span on the
     main cache leaves the lookahead past it in place; a branch row replaces the main cache, whose
-    lookahead is then stale."""
+    lookahead is then stale. `ahead` (score.Ahead: the scoring forward also ran the span's next
+    greedy token) replaces the main cache by its row, which holds the span and that token: the
+    token becomes the lookahead, so the next round's first step needs no forward."""
     state.ids = state.ids + span.token_ids
     if span.cache is not state.cache:
         state.cache = kv.select_row(span.cache, span.row, len(state.ids))
         state.lookahead, state.lookahead_dists = [], []
+    elif ahead is not None:
+        state.cache = kv.select_row(ahead.cache, ahead.row, len(state.ids) + 1)
+        state.lookahead, state.lookahead_dists = [ahead.token], [ahead.dist]
     state.next_logprobs = span.next_logprobs
 
 

@@ -19,7 +19,9 @@ The main-cache invariant. Every step relies on what each model's main cache (`st
 
 Each commit keeps it: a span on the main cache appends its tokens to `ids` in front of the
 lookahead left; a branch row or a scoring row replaces the cache by that row, cut to the new
-`ids`, and drops the lookahead. tests/test_round_invariants.py checks it after every round of
+`ids`, and drops the lookahead; a span whose scoring forward also ran its next greedy token
+(score.Ahead, only when no lookahead was left) replaces the cache by that row, which holds the new
+`ids` and the token, now the lookahead. tests/test_round_invariants.py checks it after every round of
 every mode on the real pair, against a fresh forward.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 from .config import DecodeConfig
 from .parallel import map_models
 from .propose import Span, commit_span, propose
-from .score import ScoredRow, commit_scored, score
+from .score import Ahead, ScoredRow, commit_scored, score_ahead
 from .state import ModelState
 from .stops import candidate_key, find_stop
 from .trace import Candidate, Proposal, Round
@@ -42,9 +44,9 @@ def adafuse_round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int
     the lowest mean NLL over models wins and every model commits it."""
     proposals, spans = propose_all(states, cfg, budgets)
     candidates, own = union(states, spans, committed, cfg)
-    commits = score_missing(states, spans, candidates, own, committed)
+    commits, aheads = score_missing(states, spans, candidates, own, committed)
     best = choose_lowest_mean(candidates)
-    commit_all(states, commits, candidates[best])
+    commit_all(states, commits, candidates[best], aheads)
     return Round(index, proposals, candidates, best)
 
 
@@ -88,31 +90,36 @@ def union(states: list[ModelState], spans: list[list[Span]], committed: str,
 
 
 def score_missing(states: list[ModelState], spans: list[list[Span]], candidates: list[Candidate],
-                  own: list[dict[Key, Span]], committed: str) -> list[dict[Key, Commit]]:
+                  own: list[dict[Key, Span]], committed: str) -> tuple[list[dict[Key, Commit]], list[Ahead | None]]:
     """3. Score: each model scores, in one batched forward, every candidate it has no NLL for
     (score.py), recorded on the candidates in model order. Returns, per model, how it commits each
-    candidate: its own span or the row it scored."""
+    candidate (its own span or the row it scored) and, where its scoring forward also ran its own
+    span's next greedy token, that row (score.Ahead) for a commit of its own span."""
     todos = [[(c.text, c.eos) for c in candidates if (c.text, c.eos) not in mine] for mine in own]
 
     def score_todo(state, todo, model_spans):
         if not todo:
-            return []
+            return [], None
         main = model_spans[0]  # every span of a model shares its main-cache tokens
         # The main-cache invariant within a round (module docstring): ids, the spans' shared
         # tokens, then the lookahead left; scoring starts from those without a forward.
-        return score(state, committed, todo, main.token_ids[:main.shared] + state.lookahead,
-                     main.dists[:main.shared] + state.lookahead_dists)
+        own_ids = main.token_ids[:main.shared] + state.lookahead
+        # Look one token ahead only for a single span on the main cache with no lookahead left
+        # past it (that token's KV would be there already), and within the context window.
+        ahead = (main.next_token if len(model_spans) == 1 and main.cache is state.cache and not state.lookahead
+                 and len(state.ids) + len(own_ids) + 1 < state.lm.context_length else None)
+        return score_ahead(state, committed, todo, own_ids, main.dists[:main.shared] + state.lookahead_dists, ahead)
 
     results = map_models(score_todo, states, todos, spans)
     by_key = {(c.text, c.eos): c for c in candidates}
     commits = []
-    for state, mine, todo, rows in zip(states, own, todos, results):
+    for state, mine, todo, (rows, _) in zip(states, own, todos, results):
         for key, row in zip(todo, rows):
             by_key[key].add_score(state.name, row.nll, row.scored_ids, row.span_start)
         commits.append({**mine, **dict(zip(todo, rows))})
     for c in candidates:
         c.order_models([s.name for s in states])   # model order, not arrival order
-    return commits
+    return commits, [ahead for _, ahead in results]
 
 
 def choose_lowest_mean(candidates: list[Candidate]) -> int:
@@ -123,12 +130,14 @@ def choose_lowest_mean(candidates: list[Candidate]) -> int:
     return min(range(len(candidates)), key=lambda i: (candidates[i].score, i))
 
 
-def commit_all(states: list[ModelState], commits: list[dict[Key, Commit]], win: Candidate) -> None:
-    """5. Commit: every model appends the winner, keeping the KV it already computed for it."""
+def commit_all(states: list[ModelState], commits: list[dict[Key, Commit]], win: Candidate,
+               aheads: list[Ahead | None]) -> None:
+    """5. Commit: every model appends the winner, keeping the KV it already computed for it (and,
+    for its own span, the next token its scoring forward ran: score.Ahead)."""
     key = (win.text, win.eos)
-    for state, ways in zip(states, commits):
+    for state, ways, ahead in zip(states, commits, aheads):
         way = ways[key]
         if isinstance(way, Span):
-            commit_span(state, way)
+            commit_span(state, way, ahead)
         else:
             commit_scored(state, way)

@@ -30,6 +30,18 @@ class ScoredRow:
     lookahead: tuple[list[int], list] | None = None
 
 
+@dataclass
+class Ahead:
+    """A model's next greedy token past its own span, run as one more row of its scoring forward
+    (which runs anyway): if the span wins, the row holds the span and the token, and the
+    distribution after the token is known, so the next round's first step is lookahead, not a
+    forward. If another candidate wins, the row is dropped."""
+    token: int
+    dist: torch.Tensor    # log p(next | ids + span + token)
+    cache: object         # the scoring cache ...
+    row: int              # ... and the row holding ids + span + token
+
+
 def common_prefix_len(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     if a[:n] == b[:n]:
@@ -50,7 +62,6 @@ def encode_candidate(state: ModelState, committed: str, text: str) -> tuple[list
     return full, common_prefix_len(full, state.ids)
 
 
-@torch.inference_mode()
 def score(state: ModelState, committed: str, candidates: list[tuple[str, bool]],
           own_ids: list[int] = (), own_dists: list[torch.Tensor] = ()) -> list[ScoredRow]:
     """Score (text, eos) candidates given the committed output, in at most one batched forward.
@@ -61,6 +72,16 @@ def score(state: ModelState, committed: str, candidates: list[tuple[str, bool]],
     shared tokens' log-probs are already known, and a candidate that lies wholly inside them needs
     no forward at all.
     """
+    return score_ahead(state, committed, candidates, own_ids, own_dists)[0]
+
+
+@torch.inference_mode()
+def score_ahead(state: ModelState, committed: str, candidates: list[tuple[str, bool]],
+                own_ids: list[int] = (), own_dists: list[torch.Tensor] = (),
+                ahead_token: int | None = None) -> tuple[list[ScoredRow], Ahead | None]:
+    """score(), and with `ahead_token` (the greedy token after `own_ids`, the model's own span) one
+    more row in the same forward: ids + own_ids + that token (Ahead). Only when a forward runs
+    anyway: the row never costs a forward of its own."""
     n = len(state.ids)
     eos_id = state.lm.eos_id
     extended = state.ids + list(own_ids)
@@ -84,8 +105,9 @@ def score(state: ModelState, committed: str, candidates: list[tuple[str, bool]],
 
     batch_rows = [r for r, (_, _, seq, _) in enumerate(rows) if len(seq) > start]
     logprobs, cache = None, state.cache
+    ahead_seq = extended + [ahead_token] if batch_rows and ahead_token is not None else None
     if batch_rows:
-        inputs = [rows[r][2][start:] for r in batch_rows]
+        inputs = [rows[r][2][start:] for r in batch_rows] + ([ahead_seq[start:]] if ahead_seq else [])
         width = max(len(x) for x in inputs)
         batch = torch.tensor([x + [x[0]] * (width - len(x)) for x in inputs])
         cache = kv.fan_out(state.cache, len(inputs), start)
@@ -111,7 +133,10 @@ def score(state: ModelState, committed: str, candidates: list[tuple[str, bool]],
             out.append(ScoredRow(full, p, seq[p:], nll, state.cache, 0, next_lp, rest))
         else:
             out.append(ScoredRow(full, p, seq[p:], nll, cache, b, next_lp))
-    return out
+    if ahead_seq is None:
+        return out, None
+    b = len(batch_rows)   # the last row
+    return out, Ahead(ahead_token, logprobs[b, len(ahead_seq) - 1 - start], cache, b)
 
 
 def commit_scored(state: ModelState, row: ScoredRow) -> None:
