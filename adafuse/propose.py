@@ -12,6 +12,7 @@ import torch
 
 from . import kv
 from .config import DecodeConfig
+from .score import Ahead
 from .state import ModelState, forward
 from .trace import Proposal
 from .vocab import Vocab, decode_suffix
@@ -193,7 +194,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     return Proposal(state.name, shown_words, margins, True, [s.text for s in spans], top.eos), spans
 
 
-def commit_span(state: ModelState, span: Span, ahead=None) -> None:
+def commit_span(state: ModelState, span: Span, ahead: Ahead | None = None) -> None:
     """The winner is this model's own span: its KV is already computed, keep it. A span on the
     main cache leaves the lookahead past it in place; a branch row replaces the main cache, whose
     lookahead is then stale. `ahead` (score.Ahead: the scoring forward also ran the span's next
