@@ -11,9 +11,10 @@ tokenizer's encode (scoring) releases it too. On the eager path every forward is
 the GIL serialises the threads: there they pay only with one GPU per model. Results are identical
 to running the models in turn (each model's kernels and their order are the same).
 
-ADAFUSE_PARALLEL=0 runs the models in turn everywhere; =1 uses threads for any CUDA models (for
-measurement); unset ("auto") uses threads when every model is on CUDA and either each has a GPU of
-its own or every model decodes on the fast path (its cache is a fast.FastCache).
+ADAFUSE_PARALLEL=0 runs the models in turn everywhere; =1 uses threads always (for measurement,
+and for the tests on CPU, where no stream is involved); unset ("auto") uses threads when every
+model is on CUDA and either each has a GPU of its own or every model decodes on the fast path (its
+cache is a fast.FastCache).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def use_threads(devices: Sequence[torch.device], all_fast: bool) -> bool:
     """Whether models on `devices` run their shares in threads; `all_fast`: every one decodes on
     the fast path."""
     env = os.environ.get("ADAFUSE_PARALLEL", "auto").strip().lower()
-    if len(devices) < 2 or env in ("0", "off", "no", "false") or any(d.type != "cuda" for d in devices):
+    if len(devices) < 2 or env in ("0", "off", "no", "false"):
         return False
     if batch.current() is not None:
         # In a batch (adafuse/batch.py) every forward must go through the batch's steps, which
@@ -40,7 +41,7 @@ def use_threads(devices: Sequence[torch.device], all_fast: bool) -> bool:
         return False
     if env in ("1", "on", "yes", "true", "threads"):
         return True
-    return len(set(devices)) == len(devices) or all_fast
+    return all(d.type == "cuda" for d in devices) and (len(set(devices)) == len(devices) or all_fast)
 
 
 def map_models(fn: Callable, states: Sequence, *arg_lists) -> list:
@@ -65,11 +66,12 @@ def _map(fn: Callable, lms: Sequence, threads: bool, calls: list[tuple]) -> list
     # Stream order: each model's stream starts after what the caller queued (last round's commit),
     # and the caller's stream continues after every model's work; a tensor made on one stream and
     # used or freed on the other is thereby never reused early by the caching allocator.
-    callers = [torch.cuda.current_stream(lm.device) for lm in lms]
+    callers = [torch.cuda.current_stream(lm.device) if lm.device.type == "cuda" else None for lm in lms]
     futures = [_pool.submit(_call, fn, args, lm, caller) for args, lm, caller in zip(calls, lms, callers)]
     wait(futures)
     for lm, caller in zip(lms, callers):
-        caller.wait_stream(model_stream(lm))
+        if caller is not None:
+            caller.wait_stream(model_stream(lm))
     return [f.result() for f in futures]
 
 
@@ -81,9 +83,12 @@ def model_stream(lm) -> torch.cuda.Stream:
     return stream
 
 
-def _call(fn: Callable, args: tuple, lm, caller: torch.cuda.Stream):
-    stream = model_stream(lm)
+def _call(fn: Callable, args: tuple, lm, caller: torch.cuda.Stream | None):
     # thread-local: the caller's inference mode, device and stream do not carry over
-    with torch.inference_mode(), torch.cuda.device(lm.device), torch.cuda.stream(stream):
-        stream.wait_stream(caller)
-        return fn(*args)
+    with torch.inference_mode():
+        if caller is None:   # a CPU model (ADAFUSE_PARALLEL=1): no streams
+            return fn(*args)
+        stream = model_stream(lm)
+        with torch.cuda.device(lm.device), torch.cuda.stream(stream):
+            stream.wait_stream(caller)
+            return fn(*args)
