@@ -75,6 +75,12 @@ def shown(value: float, mode: str) -> float:
     return math.exp(-value) if mode == "unite" and value == value else value
 
 
+def candidate_header_html(models: list[str], with_round: bool = False, mode: str = "adafuse") -> str:
+    """The header row over candidate_rows_html's rows (the same arguments)."""
+    cells = (["round"] if with_round else []) + ["", "candidate", "proposed by"] + score_columns(mode, models)
+    return "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in cells) + "</tr>"
+
+
 def candidate_rows_html(rnd: Round, models: list[str], with_round: bool = False, mode: str = "adafuse") -> str:
     """Table rows of a round's candidates: winner mark, text, proposers, each model's NLL (UniTE:
     probability), fused score."""
@@ -92,8 +98,6 @@ def candidate_rows_html(rnd: Round, models: list[str], with_round: bool = False,
 
 def round_tooltip_html(rnd: Round, models: list[str], mode: str = "adafuse") -> str:
     """The round's candidates (each model's NLL, fused score, winner) and each model's proposal."""
-    *per_model, fused = score_columns(mode, models)
-    head = "".join(f"<th>{esc(h)}</th>" for h in per_model)
     rows = candidate_rows_html(rnd, models, mode=mode)
     props = []
     for p in rnd.proposals:
@@ -101,8 +105,7 @@ def round_tooltip_html(rnd: Round, models: list[str], mode: str = "adafuse") -> 
         mark = f" {BRANCH_MARK} branched" if p.branched else ""
         props.append(f"<div><b>{esc(short_name(p.model))}</b>{mark}: {words}</div>")
     return (f'<span class="af-tip"><span class="af-tip-title">Round {rnd.number}</span>'
-            f"<table><tr><th></th><th>candidate</th><th>proposed by</th>{head}<th>{fused}</th></tr>"
-            + rows + "</table>"
+            f"<table>{candidate_header_html(models, mode=mode)}" + rows + "</table>"
             + '<span class="af-tip-props">words with first-token margins</span>' + "".join(props)
             + "</span>")
 

@@ -2,12 +2,12 @@
 cards, and Markdown / self-contained HTML reports with each case's trace round by round."""
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 from ..eval.metrics import final_number
 from ..trace import Round, Trace
 from .. import render
+from ..render import esc
 from .load import Case, Run, TraceInfo, committed_rounds, load_trace
 from .select import OUTCOMES, SORTS, Query, Verdict, is_binary
 
@@ -118,10 +118,6 @@ def listing(run: Run, rows: list[tuple[Case, Verdict]], query: Query) -> str:
 
 # ---------------------------------------------------------------- one case, as HTML
 
-def esc(text) -> str:
-    return html.escape(str(text), quote=True)
-
-
 def cards_html(run: Run, case: Case, focus: str | None) -> str:
     """The reference and every method's output side by side; the inspected method first."""
     metric = METRIC_NAMES.get(case.metric, case.metric)
@@ -168,11 +164,9 @@ def contested(trace: Trace) -> list[Round]:
 
 
 def rounds_html(trace: Trace, rounds: list[Round]) -> str:
-    *per_model, fused = render.score_columns(trace.mode, trace.models)
-    head = "".join(f"<th>{esc(h)}</th>" for h in per_model)
+    head = render.candidate_header_html(trace.models, with_round=True, mode=trace.mode)
     rows = "".join(render.candidate_rows_html(rnd, trace.models, with_round=True, mode=trace.mode) for rnd in rounds)
-    return (f'<table class="af-rounds"><tr><th>round</th><th></th><th>candidate</th><th>proposed by</th>{head}'
-            f"<th>{fused}</th></tr>{rows}</table>")
+    return f'<table class="af-rounds">{head}{rows}</table>'
 
 
 # ---------------------------------------------------------------- reports
