@@ -113,7 +113,7 @@ def gpu_duration(*args, **kwargs) -> int:
 
 
 def compare_gpu_duration(trace_state, *args, **kwargs) -> int:
-    """ZeroGPU seconds for the comparison: up to 1 + K + 3 decodes (AdaFuse, K greedy, L = 1..3)."""
+    """ZeroGPU seconds for the comparison: AdaFuse and every baseline of compare.plan."""
     return _gpu_duration(None, args, kwargs)
 
 
@@ -127,7 +127,7 @@ def _gpu_duration(decodes, args, kwargs) -> int:
     except (TypeError, ValueError):
         tokens = 64
     n_models = max(n_models, 2)
-    return gpu_seconds(tokens, n_models, decodes or (1 + n_models + len(compare.FIXED_LENGTHS) + 1))   # + UniTE
+    return gpu_seconds(tokens, n_models, decodes or compare.decodes(n_models))
 
 
 def _table(headers_rows) -> pd.DataFrame:

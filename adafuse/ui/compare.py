@@ -1,11 +1,12 @@
-"""The comparison: the same prompt decoded by each single model alone (greedy) and by
-fixed-length rounds (L = 1, 2, 3), next to AdaFuse, each measured on the ensemble's own
+"""The comparison: the same prompt decoded by each single model alone (greedy), by
+fixed-length rounds (L = 1, 2, 3) and by UniTE, next to AdaFuse, each measured on the ensemble's own
 objective, latency, forward passes and, given a reference, the task metrics."""
 from __future__ import annotations
 
 import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 
 from ..config import DecodeConfig
 from ..trace import Trace
@@ -42,6 +43,11 @@ def plan(lms: list, cfg: DecodeConfig) -> list[tuple[str, list, DecodeConfig]]:
     out += [(f"fixed L={n}", lms, replace(cfg, mode="fixed", fixed_words=n)) for n in FIXED_LENGTHS]
     out.append((f"UniTE k={cfg.top_k}", lms, replace(cfg, mode="unite")))   # a Table 1 baseline of the paper
     return out
+
+
+def decodes(n_models: int) -> int:
+    """How many decodes a comparison of `n_models` models runs: AdaFuse and plan()'s baselines."""
+    return 1 + len(plan([SimpleNamespace(name=f"model {i}") for i in range(n_models)], DecodeConfig()))
 
 
 def measure(name: str, trace: Trace, scorer: OutputScorer, task: str, reference: str) -> MethodResult:
