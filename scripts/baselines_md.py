@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from adafuse.eval import runner  # noqa: E402
-from before_after_md import METRICS, method_records  # noqa: E402
+from before_after_md import METRICS, method_records, shared_items  # noqa: E402
 from eval_results_md import paired_comparison, points  # noqa: E402
 
 ADAFUSE, UNITE = "adafuse_tau0.7_M3_B1", "unite_k10"
@@ -45,7 +45,7 @@ def main() -> None:
     print("| --- | --- |" + " --- |" * len(slugs))
     pairs = []
     for task in [t for t in METRICS if all(t in by[s] for s in slugs)]:
-        keys = sorted(set.intersection(*(set(by[s][task]) for s in slugs)), key=lambda k: int(k.split(":")[0]))
+        keys = shared_items(*(by[s][task] for s in slugs))
         if len(keys) < a.min_items:
             continue
         metric = METRICS[task][0]

@@ -38,6 +38,11 @@ def method_records(by_method: dict, slug: str) -> dict[str, dict[str, dict]]:
     return out
 
 
+def shared_items(*by_key: dict) -> list[str]:
+    """The item keys ("line:hash") every mapping holds, in the task's line order."""
+    return sorted(set.intersection(*(set(m) for m in by_key)), key=lambda k: int(k.split(":")[0]))
+
+
 def crossed_stop(record: dict) -> bool:
     """Did a round's winning span hold text past a stop string (so the output was cut there)?"""
     stops = [s for s in record["trace"]["settings"].get("stop", []) if s]
@@ -57,7 +62,7 @@ def main() -> None:
           "| answers changed | of them, crossed a stop before |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for task in [t for t in METRICS if t in before and t in after]:
-        keys = sorted(set(before[task]) & set(after[task]), key=lambda k: int(k.split(":")[0]))
+        keys = shared_items(before[task], after[task])
         changed = [k for k in keys if before[task][k]["answer"] != after[task][k]["answer"]]
         crossed = sum(crossed_stop(before[task][k]) for k in changed)
         for metric in METRICS[task]:

@@ -184,10 +184,11 @@ def check_fast_logits(lm, prompt: str) -> dict:
             "same_argmax": int(got.argmax()) == int(ref.argmax())}
 
 
-def graph_step_ms(lm, reps: int = 50) -> float | None:
-    """GPU time of one replay of the 1-token decode graph (row 0), by CUDA events."""
+def graph_step_ms(lm, key: tuple[int, int, int] = (0, 1, 1), reps: int = 50) -> float | None:
+    """GPU time of one replay of a captured graph, by CUDA events: by default the 1-token decode
+    graph of row 0; `key` is (first row, rows, tokens) as fast.FastEngine.graphs keys them."""
     engine = getattr(lm, "_fast_engine", None)
-    g = engine.graphs.get((0, 1, 1)) if engine else None
+    g = engine.graphs.get(key) if engine else None
     if g is None or g.graph is None:
         return None
     with torch.cuda.device(lm.device):
@@ -310,10 +311,11 @@ def main() -> None:
 
 
 def stream_overlap(lms, reps: int = 50) -> dict | None:
-    """How much of the GPU a second model can use while the first decodes: GPU time of the models'
+    """How much of the GPU a second model can use while the first decodes: the time of the models'
     1-token decode graphs replayed one after the other on one stream, against each on a stream of
-    its own at the same time (no host sync in between); and each model's replay time per captured
-    (row slot, rows, tokens) graph. Replays write scratch KV only (run after the decodes)."""
+    its own at the same time (no host sync in between; wall time between device syncs); and each
+    model's replay time per captured (row slot, rows, tokens) graph (graph_step_ms, CUDA events).
+    Replays write scratch KV only (run after the decodes)."""
     graphs = [getattr(lm, "_fast_engine", None) and lm._fast_engine.graphs.get((0, 1, 1)) for lm in lms]
     if any(g is None or g.graph is None for g in graphs):
         return None
@@ -346,7 +348,7 @@ def stream_overlap(lms, reps: int = 50) -> dict | None:
 
     out = {"one_stream_ms_per_pair": timed(one_stream), "own_streams_ms_per_pair": timed(own_streams)}
     for lm in lms:
-        out[lm.name] = {str(k): timed(lambda g=g: [g.graph.replay() for _ in range(reps)])
+        out[lm.name] = {str(k): graph_step_ms(lm, k, reps)
                         for k, g in sorted(lm._fast_engine.graphs.items()) if g.graph is not None}
     return out
 
