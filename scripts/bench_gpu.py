@@ -211,6 +211,7 @@ def main() -> None:
     ap.add_argument("--eager-reps", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--skip-eager-adafuse", action="store_true")
+    ap.add_argument("--skip-nographs", action="store_true", help="skip the fast path without CUDA graphs (slow)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_gpu.py needs a CUDA GPU")
@@ -263,8 +264,9 @@ def main() -> None:
     setups = []
     if not args.skip_eager_adafuse:
         setups.append(("1gpu_eager", one_gpu, {"ADAFUSE_FAST": "0", "ADAFUSE_PARALLEL": "0"}, taus, args.eager_reps))
-    setups += [("1gpu_fast_nographs", one_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "0", "ADAFUSE_PARALLEL": "0"}, [0.7], args.reps),
-               # the models in turn, then the default: a thread and a CUDA stream per model (parallel.py)
+    if not args.skip_nographs:
+        setups.append(("1gpu_fast_nographs", one_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "0", "ADAFUSE_PARALLEL": "0"}, [0.7], args.reps))
+    setups += [# the models in turn, then the default: a thread and a CUDA stream per model (parallel.py)
                ("1gpu_fast_sequential", one_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "0"}, taus, args.reps),
                ("1gpu_fast", one_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "auto"}, taus, args.reps)]
     if mistral_gpu1 is not None:

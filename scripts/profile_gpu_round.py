@@ -44,17 +44,23 @@ def busy_ms(intervals: list[tuple[float, float]]) -> float:
     return total / 1000
 
 
-def profile(lms, prompt: str, cfg: DecodeConfig, env: dict, out: Path | None, label: str) -> dict:
+def profile(lms, prompt: str, cfg: DecodeConfig, env: dict, out: Path | None, label: str,
+            with_stack: bool = False) -> dict:
     from torch.profiler import ProfilerActivity, profile as torch_profile
     with_env(env, lambda: adafuse.generate(lms, prompt, cfg))   # warm: graphs, buffers
     torch.cuda.synchronize()
-    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=with_stack) as prof:
         t = time.perf_counter()
         trace = with_env(env, lambda: adafuse.generate(lms, prompt, cfg))
         torch.cuda.synchronize()
         wall = time.perf_counter() - t
-    if out:
-        prof.export_chrome_trace(str(out / f"{label}.json"))
+    if out:   # xz: a trace of ~200 graph replays is tens of MB as JSON
+        import lzma
+        raw = out / f"{label}.json"
+        prof.export_chrome_trace(str(raw))
+        with lzma.open(out / f"{label}.json.xz", "wb", preset=6) as f:
+            f.write(raw.read_bytes())
+        raw.unlink()
     tokens = statistics.mean(trace.stats.new_tokens.values())
     gpu, host = [], defaultdict(lambda: [0, 0.0])
     for e in prof.events():
@@ -80,6 +86,8 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=512)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--with-stack", action="store_true",
+                    help="also a run with Python stacks in the trace (attributes host time; slows it)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("profile_gpu_round.py needs a CUDA GPU")
@@ -91,9 +99,16 @@ def main() -> None:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     res = {}
-    for label, parallel in (("sequential", "0"), ("threads", "auto")):
-        env = {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": parallel}
-        res[label] = profile(lms, prompt, cfg, env, args.out, label)
+    fast = {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1"}
+    # the anchor's own host gaps: one model's greedy decoding on the same engine
+    greedy = DecodeConfig(mode="greedy", max_new_tokens=args.new_tokens)
+    runs = [("greedy_llama", lms[:1], greedy, {**fast, "ADAFUSE_PARALLEL": "0"}, False),
+            ("sequential", lms, cfg, {**fast, "ADAFUSE_PARALLEL": "0"}, False),
+            ("threads", lms, cfg, {**fast, "ADAFUSE_PARALLEL": "auto"}, False)]
+    if args.with_stack:
+        runs.append(("threads_stack", lms, cfg, {**fast, "ADAFUSE_PARALLEL": "auto"}, True))
+    for label, models, run_cfg, env, stack in runs:
+        res[label] = profile(models, prompt, run_cfg, env, args.out, label, stack)
         print(label, json.dumps(res[label], indent=1), flush=True)
     if args.out:
         (args.out / "profile_gpu_round.json").write_text(json.dumps(res, indent=1))
