@@ -27,6 +27,7 @@ import torch
 from . import packaged
 from .errors import ModelLoadError
 from .packaged import PartedFile, Progress
+from .tail import Split, safe_split
 from .vocab import Vocab, build_vocab
 
 
@@ -192,6 +193,7 @@ class LM:
     cache_kwarg: str                 # "cache" (transformers >= 5.2x) or "past_key_values"
     eos_id: int                      # the end token appended when scoring an ending candidate
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    split: Split | None = None       # where encoding may start late (adafuse/tail.py); None: in full
 
     @property
     def dtype(self) -> torch.dtype:
@@ -374,7 +376,7 @@ def _wrap(name: str, model, tokenizer, end_tokens: tuple[str, ...] = ()) -> LM:
     if not vocab.eos_ids:
         raise ModelLoadError(f"model {name!r} defines no end-of-sequence token")
     eos_id = eos[0] if eos and eos[0] in vocab.eos_ids else vocab.eos_ids[0]
-    return LM(name, model, tokenizer, vocab, context, cache_kwarg, eos_id, device)
+    return LM(name, model, tokenizer, vocab, context, cache_kwarg, eos_id, device, safe_split(tokenizer))
 
 
 def _as_list(x) -> list[int]:
