@@ -13,6 +13,7 @@ import torch
 from . import kv
 from .config import DecodeConfig
 from .score import Ahead
+from .steps import WordStart, read_steps, start_of, word_start
 from .state import ModelState, forward
 from .trace import Proposal
 from .vocab import Vocab, decode_suffix
@@ -35,11 +36,16 @@ class Span:
     next_logprobs: torch.Tensor | None   # distribution after the span (None after EOS)
     dists: list = field(default_factory=list)   # distribution after each of token_ids
     shared: int = 0               # leading tokens whose KV is in the model's main cache
-    next_token: int | None = None  # the greedy token after the span (the next word's first), if known
+    next_start: "WordStart | None" = None   # what next_logprobs says at the next word start, if read
 
     @property
     def nll(self) -> float:
         return -sum(self.token_logprobs) / len(self.token_logprobs)
+
+    @property
+    def next_token(self) -> int | None:
+        """The greedy token after the span (the next word's first), if known."""
+        return None if self.next_start is None else self.next_start.token
 
 
 @dataclass
@@ -50,28 +56,7 @@ class Word:
     next_logprobs: torch.Tensor | None
     row: int
     dists: list = field(default_factory=list)   # distribution after each token
-    next_token: int | None = None   # the greedy token after the word (argmax of next_logprobs)
-
-
-@dataclass
-class WordStart:
-    """What the distribution at a word start says, read in one device-to-host copy (each copy
-    waits for the GPU): the margin p(1) - p(2) and the argmax over proposable tokens, with the
-    argmax's log-probability and whether it is EOS (complete_words needs both to begin)."""
-    margin: float
-    token: int
-    token_on_device: torch.Tensor   # [1], the argmax where the logits are: the first step's input
-    logprob: float
-    eos: bool
-
-
-def word_start(vocab: Vocab, logprobs: torch.Tensor) -> WordStart:
-    choosing = vocab.for_choosing(logprobs)
-    top = choosing.topk(2).values.exp()
-    best = choosing.argmax()
-    m, token, lp, eos = torch.stack([(top[0] - top[1]).double(), best.double(), logprobs[best].double(),
-                                     vocab.is_eos[best].double()]).tolist()
-    return WordStart(m, int(token), best.reshape(1), lp, bool(eos))
+    next_start: "WordStart | None" = None   # what next_logprobs says (its argmax: the next word's first token)
 
 
 def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, firsts: list[int],
@@ -104,21 +89,20 @@ def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, first
             logprobs = known[None]
         else:
             logprobs = torch.log_softmax(forward(state, current[:, None], cache, logits_to_keep=1)[:, -1], dim=-1)
-        nxt = vocab.for_choosing(logprobs).argmax(-1)
-        ends = vocab.starts_word[nxt] | vocab.is_eos[nxt]
-        picked = logprobs.gather(1, nxt[:, None])[:, 0]
-        nxt_f, ends_f, picked_l = torch.stack([nxt.double(), ends.double(), picked.double()]).tolist()
-        nxt_l, ends_l = [int(i) for i in nxt_f], [bool(e) for e in ends_f]
+        nxt, read = read_steps(vocab, logprobs)
+        read = read.tolist()
+        nxt_l = [int(token) for token, *_ in read]
         for r in range(rows):
             if not live[r]:
                 continue
             w = words[r]
             w.dists.append(logprobs[r])
-            if ends_l[r] or len(w.tokens) >= limit:
-                live[r], w.next_logprobs, w.next_token = False, logprobs[r], nxt_l[r]
+            token, ends, lp, margin, eos = read[r]
+            if ends or len(w.tokens) >= limit:
+                live[r], w.next_logprobs, w.next_start = False, logprobs[r], start_of(nxt, r, token, lp, margin, eos)
             else:
                 w.tokens.append(nxt_l[r])
-                w.logprobs.append(picked_l[r])
+                w.logprobs.append(lp)
         if not any(live):
             return words
         current, current_ids = nxt, nxt_l  # finished rows keep stepping on junk; never read
@@ -147,13 +131,12 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     words: list[str] = []
     margins: list[float] = []
     dists: list[torch.Tensor] = []    # distribution after each token (lets scoring reuse them)
-    dist = state.next_logprobs
-    next_token = None
+    dist, start = state.next_logprobs, state.next_start
     branched = eos = False
     branch_words: list[Word] = []
     branch_cache = None
     while len(words) < target and len(tokens) < budget:
-        start = word_start(lm.vocab, dist)
+        start = start or word_start(lm.vocab, dist)
         m, best = start.margin, start.token
         margins.append(m)
         uncertain = cfg.mode == "adafuse" and m < cfg.tau
@@ -171,7 +154,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
         tokens += word.tokens
         logprobs += word.logprobs
         dists += word.dists
-        dist, next_token = word.next_logprobs, word.next_token
+        dist, start = word.next_logprobs, word.next_start
         if uncertain:  # B = 1: the branch is the greedy word; the round stops here
             branched = True
             break
@@ -179,7 +162,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
     prefix_text = "".join(words)
     if not branch_words:
         span = Span(prefix_text, tokens, logprobs, eos, len(words), state.cache, 0, None if eos else dist,
-                    dists, len(tokens), None if eos else next_token)
+                    dists, len(tokens), None if eos else start)
         return Proposal(state.name, words, margins, branched, [span.text], eos), [span]
 
     spans = []
@@ -188,7 +171,7 @@ def propose(state: ModelState, cfg: DecodeConfig, budget: int) -> tuple[Proposal
         w_text = decode_suffix(lm.tokenizer, state.ids + tokens, w_tokens)
         spans.append(Span(prefix_text + w_text, tokens + w_tokens, logprobs + w.logprobs, w.eos,
                           len(words) + (0 if w.eos else 1), branch_cache, w.row, w.next_logprobs,
-                          dists + w.dists, len(tokens)))
+                          dists + w.dists, len(tokens), w.next_start))
     top = branch_words[0]
     shown_words = words + ([] if top.eos else [spans[0].text[len(prefix_text):]])
     return Proposal(state.name, shown_words, margins, True, [s.text for s in spans], top.eos), spans
@@ -207,7 +190,7 @@ def commit_span(state: ModelState, span: Span, ahead: Ahead | None = None) -> No
     elif ahead is not None:
         state.cache = kv.select_row(ahead.cache, ahead.row, len(state.ids) + 1)
         state.lookahead, state.lookahead_dists = [ahead.token], [ahead.dist]
-    state.next_logprobs = span.next_logprobs
+    state.next_logprobs, state.next_start = span.next_logprobs, span.next_start
 
 
 def _branch(state: ModelState, context: list[int], dist: torch.Tensor, branches: int, budget: int):

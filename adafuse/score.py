@@ -14,6 +14,7 @@ import torch
 
 from . import kv
 from .state import ModelState, forward
+from .steps import WordStart, read_steps, start_of
 
 
 @dataclass
@@ -28,6 +29,7 @@ class ScoredRow:
     next_logprobs: torch.Tensor | None
     # Set when the row lies inside the model's own tokens: those past it stay as lookahead.
     lookahead: tuple[list[int], list] | None = None
+    next_start: WordStart | None = None   # what next_logprobs says at the next word start
 
 
 @dataclass
@@ -58,7 +60,7 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
 
 def encode_candidate(state: ModelState, committed: str, text: str) -> tuple[list[int], int]:
     """(the model's ids for prompt + committed + text, where they first differ from its own ids)."""
-    full = state.encode(committed + text)
+    full = state.encode(committed, text)
     return full, common_prefix_len(full, state.ids)
 
 
@@ -113,7 +115,7 @@ def score_ahead(state: ModelState, committed: str, candidates: list[tuple[str, b
         cache = kv.fan_out(state.cache, len(inputs), start)
         # Right padding needs no attention mask: causal attention never looks at later positions.
         logprobs = torch.log_softmax(forward(state, batch, cache, logits_to_keep=width), dim=-1)
-    out = []
+    out, nlls = [], []
     for r, (full, p, seq, eos) in enumerate(rows):
         b = batch_rows.index(r) if r in batch_rows else None
         first_computed = min(max(p, start + 1), len(seq))  # positions before it are known
@@ -121,7 +123,7 @@ def score_ahead(state: ModelState, committed: str, candidates: list[tuple[str, b
         if first_computed < len(seq):
             pos = torch.arange(first_computed, len(seq), device=logprobs.device) - 1 - start
             picked.append(logprobs[b, pos, torch.tensor(seq[first_computed:], device=logprobs.device)])
-        nll = float(-torch.cat([x.to(picked[0].device) for x in picked]).mean())
+        nlls.append(-torch.cat([x.to(picked[0].device) for x in picked]).mean())
         if eos:
             next_lp = None
         elif b is None:
@@ -130,18 +132,36 @@ def score_ahead(state: ModelState, committed: str, candidates: list[tuple[str, b
             next_lp = logprobs[b, len(seq) - 1 - start]
         if b is None:
             rest = (extended[len(full):], list(own_dists[len(full) - n:]))
-            out.append(ScoredRow(full, p, seq[p:], nll, state.cache, 0, next_lp, rest))
+            out.append(ScoredRow(full, p, seq[p:], float("nan"), state.cache, 0, next_lp, rest))
         else:
-            out.append(ScoredRow(full, p, seq[p:], nll, cache, b, next_lp))
+            out.append(ScoredRow(full, p, seq[p:], float("nan"), cache, b, next_lp))
+    _read_rows(state, out, nlls)
     if ahead_seq is None:
         return out, None
     b = len(batch_rows)   # the last row
     return out, Ahead(ahead_token, logprobs[b, len(ahead_seq) - 1 - start], cache, b)
 
 
+def _read_rows(state: ModelState, out: list[ScoredRow], nlls: list[torch.Tensor]) -> None:
+    """Every row's NLL and what its next distribution says at a word start (adafuse/steps.py),
+    in one device-to-host copy."""
+    nexts = [row for row in out if row.next_logprobs is not None]
+    values = torch.stack([x.to(nlls[0].device) for x in nlls]).double()
+    best = None
+    if nexts:
+        best, read = read_steps(state.lm.vocab, torch.stack([row.next_logprobs for row in nexts]))
+        values = torch.cat([values, read.flatten().to(values.device)])
+    values = values.tolist()
+    for row, nll in zip(out, values):
+        row.nll = nll
+    for i, row in enumerate(nexts):
+        token, _, lp, margin, eos = values[len(out) + 5 * i: len(out) + 5 * i + 5]
+        row.next_start = start_of(best, i, token, lp, margin, eos)
+
+
 def commit_scored(state: ModelState, row: ScoredRow) -> None:
     state.ids = list(row.ids)
-    state.next_logprobs = row.next_logprobs
+    state.next_logprobs, state.next_start = row.next_logprobs, row.next_start
     if row.lookahead is not None:  # inside the model's own tokens: keep the rest for later
         state.lookahead, state.lookahead_dists = row.lookahead
     else:

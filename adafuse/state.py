@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import batch, fast, kv
+from . import batch, fast, kv, tail
 from .errors import InputError
 from .models import LM
 
@@ -24,20 +24,34 @@ class ModelState:
     cache: object
     next_logprobs: torch.Tensor | None   # [V] log p(next token | ids); from the last forward
     forward_passes: int = 0
+    # What next_logprobs says at a word start (steps.WordStart), when the forward that made it has
+    # read it already; None: propose reads it. Set together with next_logprobs, or reset to None.
+    next_start: object = None
     # Greedy tokens this model computed past the committed ids in an earlier round (its span ran
     # further than the winner, which was a prefix of it). Their KV sits in `cache` right after
     # `ids`, with the distribution after each: greedy decoding would produce exactly these tokens
     # again, so the next proposal takes them without a forward.
     lookahead: list[int] = field(default_factory=list)
     lookahead_dists: list = field(default_factory=list)
+    # The encoding of prefix + output up to a safe boundary (adafuse/tail.py), so that encode()
+    # encodes only the rest; None: encode the whole text every time.
+    head: tail.Head | None = None
 
     @property
     def new_tokens(self) -> int:
         return len(self.ids) - self.n_prompt
 
-    def encode(self, text: str) -> list[int]:
-        """This model's tokenization of prompt + `text` (the committed output plus a candidate)."""
-        return self.lm.tokenizer(self.prefix + text, add_special_tokens=self.add_special).input_ids
+    def encode(self, committed: str, candidate: str = "") -> list[int]:
+        """This model's tokenization of prompt + committed output + candidate. Where the tokenizer
+        allows it, only the text after the last safe boundary before the candidate is encoded
+        (adafuse/tail.py: the same ids as a full encode); `committed` must then be the output that
+        later calls extend, which it is within a request."""
+        text = self.prefix + committed + candidate
+        if self.head is None:
+            return self.lm.tokenizer(text, add_special_tokens=self.add_special).input_ids
+        ids, self.head = tail.encode(self.lm.tokenizer, self.lm.split, self.head, text, len(self.prefix) + len(committed),
+                                     self.add_special)
+        return ids
 
 
 def forward(state: ModelState, input_ids: torch.Tensor, cache, logits_to_keep: int = 0) -> torch.Tensor:
@@ -125,7 +139,8 @@ def start(lm: LM, name: str, prompt: str, prompt_format: str,
     if len(ids) >= lm.context_length:
         raise InputError(f"the prompt is {len(ids)} tokens for model {name!r}, whose context window "
                          f"is {lm.context_length} tokens: shorten it")
-    state = ModelState(lm, name, prefix, add_special, used, list(ids), len(ids), kv.new_cache(), None)
+    state = ModelState(lm, name, prefix, add_special, used, list(ids), len(ids), kv.new_cache(), None,
+                       head=tail.start_head(lm.tokenizer, lm.split, prefix, ids, add_special))
     # the fast path's static buffers are written in place: one live state owns them
     claimed = fast.claim(lm, state, len(ids)) if fast_path else None
     reused = 0

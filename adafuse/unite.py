@@ -112,7 +112,7 @@ def commit(state: ModelState, committed: str, win: Candidate, own_id: int | None
         at = len(state.ids)
         logits = forward(state, torch.tensor([[own_id]]), state.cache, logits_to_keep=1)
         state.ids = state.ids + [own_id]
-        state.next_logprobs = torch.log_softmax(logits[0, -1], dim=-1)
+        state.next_logprobs, state.next_start = torch.log_softmax(logits[0, -1], dim=-1), None
         return [own_id], at
     row = score(state, committed, [(win.text, win.eos)])[0]
     commit_scored(state, row)

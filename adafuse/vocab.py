@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -36,7 +37,11 @@ class Vocab:
     def for_choosing(self, logprobs: torch.Tensor) -> torch.Tensor:
         """`logprobs` with the tokens that may not be proposed at -inf, for picking tokens (argmax,
         top-k, the margin). Scores keep the model's own distribution, unmasked."""
-        return logprobs.masked_fill(~self.proposable, float("-inf"))
+        return logprobs.masked_fill(self.unproposable, float("-inf"))
+
+    @cached_property
+    def unproposable(self) -> torch.Tensor:
+        return ~self.proposable   # once, not a kernel per step
 
 
 def control_ids(tokenizer) -> set[int]:
