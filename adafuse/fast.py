@@ -240,7 +240,9 @@ class FastEngine:
 
         On CUDA, forwards of up to MAX_GRAPH_TOKENS tokens (decode steps, branches, scoring) replay
         a graph captured for their row slot and token bucket (t rounded up to a power of two; the
-        padding tokens' KV lands past the cache length, where it is never read).
+        padding tokens' KV lands past the cache length, where it is never read). A longer forward
+        that keeps only the last position's logits (a prompt's prefill) replays graphs chunk by
+        chunk (_prefill); any other runs eagerly.
         """
         rows, t = input_ids.shape
         if rows != cache.rows:
@@ -253,6 +255,8 @@ class FastEngine:
                 input_ids = torch.cat([input_ids, input_ids[:, -1:].expand(rows, bucket - t)], dim=1)
             logits = self._graph(cache.row0, rows, bucket).run(input_ids, cache.length)[:, :t]
             logits = (logits[:, -logits_to_keep:] if logits_to_keep else logits).clone()
+        elif self.use_graphs() and logits_to_keep == 1:
+            return self._prefill(cache, input_ids)
         else:
             self.reserve(cache.row0 + rows, cache.length + t)
             with _on(self.device):
@@ -260,12 +264,36 @@ class FastEngine:
         cache.length += t
         return logits
 
-    def _forward(self, input_ids, row0: int, start, keep: int, static_pos: torch.Tensor | None = None):
+    def _prefill(self, cache: FastCache, input_ids: torch.Tensor) -> torch.Tensor:
+        """The last position's logits of a long forward, as graph replays of PREFILL_CHUNK tokens
+        and one for the rest, padded to its bucket. An eager forward of a 500-token prompt launches
+        ~1,000 kernels from Python, which on a GPU machine's host takes longer than the GPU's work
+        (and two models' prefills in threads take turns at the GIL); a replay is one launch. Chunks
+        give the same logits up to float rounding (the eager path is the exact one)."""
+        rows, t = input_ids.shape
+        done = 0
+        while t - done > MAX_GRAPH_TOKENS:
+            n = min(t - done, PREFILL_CHUNK)
+            bucket = 1 << (n - 1).bit_length()
+            chunk = input_ids[:, done:done + n]
+            if bucket > n:
+                chunk = torch.cat([chunk, chunk[:, -1:].expand(rows, bucket - n)], dim=1)
+            self.reserve(cache.row0 + rows, cache.length + bucket)
+            logits = self._graph(cache.row0, rows, bucket, last=True).run(chunk, cache.length, last=n - 1).clone()
+            cache.length += n
+            done += n
+        if done < t:
+            logits = self.forward(cache, input_ids[:, done:], 1)
+        return logits
+
+    def _forward(self, input_ids, row0: int, start, keep: int, static_pos: torch.Tensor | None = None,
+                 static_last: torch.Tensor | None = None):
         """The model over `input_ids` [R, t] at positions start.. of rows row0..row0+R.
 
         With `static_pos` (a 1-element device tensor; CUDA-graph capture) the first position is
         read from that tensor and attention spans the whole buffer under a mask, so one graph
-        serves every position.
+        serves every position. With `static_last` (likewise) only that input position's logits
+        are computed.
         """
         rows, t = input_ids.shape
         ops, family = self.ops, self.family
@@ -290,7 +318,9 @@ class FastEngine:
                     m = ops.norm(m, layer.post_feedforward_layernorm)
                 after = self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else self.norm
                 x, h = ops.add_norm(x, m, after)
-        if keep:
+        if static_last is not None:
+            h = h.index_select(1, static_last)
+        elif keep:
             h = h[:, -keep:]
         logits = self.lm_head(h)
         if family.logit_softcap:           # in the model's dtype, as transformers does
@@ -335,35 +365,41 @@ class FastEngine:
         gate, up = mlp.gate_proj(h), mlp.up_proj(h)
         return mlp.down_proj(self.ops.silu_mul(gate, up) if self.silu else mlp.act_fn(gate) * up)
 
-    def _graph(self, row0: int, rows: int, t: int) -> "_Graph":
-        g = self.graphs.get((row0, rows, t))
+    def _graph(self, row0: int, rows: int, t: int, last: bool = False) -> "_Graph":
+        key = (row0, rows, t) if not last else (row0, rows, t, "last")
+        g = self.graphs.get(key)
         if g is None:
             if self.stream is None:
                 self.stream = torch.cuda.Stream(self.device)
-            g = self.graphs[(row0, rows, t)] = _Graph(self, row0, rows, t)
+            g = self.graphs[key] = _Graph(self, row0, rows, t, last)
         return g
 
 
 MAX_GRAPH_TOKENS = 64
+PREFILL_CHUNK = 512   # a prefill's graphs: buckets of 128, 256 and 512 tokens (one each per row slot)
 _CAPTURE_LOCK = threading.Lock()
 
 
 class _Graph:
-    """One forward of `t` tokens for rows row0..row0+rows, captured once, replayed at any position."""
+    """One forward of `t` tokens for rows row0..row0+rows, captured once, replayed at any position;
+    with `last`, computing only one position's logits (chosen at each replay)."""
 
-    def __init__(self, engine: FastEngine, row0: int, rows: int, t: int):
+    def __init__(self, engine: FastEngine, row0: int, rows: int, t: int, last: bool = False):
         self.engine, self.row0, self.rows = engine, row0, rows
         self.ids = torch.zeros(rows, t, dtype=torch.long, device=engine.device)
         self.pos = torch.zeros(1, dtype=torch.long, device=engine.device)
+        self.last = torch.zeros(1, dtype=torch.long, device=engine.device) if last else None
         self.graph = None
         self.out = None
 
-    def run(self, input_ids: torch.Tensor, position: int) -> torch.Tensor:
+    def run(self, input_ids: torch.Tensor, position: int, last: int = 0) -> torch.Tensor:
         """The static output: valid until the next replay (callers slice and clone it)."""
         e = self.engine
         with _on(e.device):
             self.ids.copy_(input_ids, non_blocking=True)
             self.pos.fill_(position)
+            if self.last is not None:
+                self.last.fill_(last)
             if self.graph is None:
                 # One capture at a time in the process: entering a capture synchronizes the whole
                 # device, which CUDA refuses while another thread's capture is under way on it
@@ -383,11 +419,11 @@ class _Graph:
         e.stream.wait_stream(main)
         with torch.cuda.stream(e.stream):
             for _ in range(2):
-                e._forward(self.ids, self.row0, None, 0, static_pos=self.pos)
+                e._forward(self.ids, self.row0, None, 0, static_pos=self.pos, static_last=self.last)
         main.wait_stream(e.stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=e.stream, capture_error_mode="thread_local"):
-            self.out = e._forward(self.ids, self.row0, None, 0, static_pos=self.pos)
+            self.out = e._forward(self.ids, self.row0, None, 0, static_pos=self.pos, static_last=self.last)
         self.graph = graph
 
 
