@@ -422,9 +422,25 @@ class _Graph:
                 e._forward(self.ids, self.row0, None, 0, static_pos=self.pos, static_last=self.last)
         main.wait_stream(e.stream)
         graph = torch.cuda.CUDAGraph()
+        # The graph must own every buffer it uses. cuBLAS keeps a workspace per stream, made by
+        # the warm-up above in the ordinary pool; a capture would reuse it, and whoever clears
+        # the workspaces later (torch.compile's CUDA graphs do, before and after each recording:
+        # HF generate with a static cache, in bench_gpu) frees it under the graph, whose replays
+        # then write into freed memory ("unspecified launch failure", seen on an H200). Cleared
+        # before the capture, the workspace is made inside the graph's private pool; cleared
+        # after, eager work gets one of its own.
+        torch.cuda.synchronize(e.device)
+        _clear_cublas_workspaces()
         with torch.cuda.graph(graph, stream=e.stream, capture_error_mode="thread_local"):
             self.out = e._forward(self.ids, self.row0, None, 0, static_pos=self.pos, static_last=self.last)
+        _clear_cublas_workspaces()
         self.graph = graph
+
+
+def _clear_cublas_workspaces() -> None:
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)   # CUDA builds only
+    if clear is not None:
+        clear()
 
 
 class _Ops:
