@@ -166,6 +166,10 @@ class FastEngine:
         self.graphs: dict[tuple[int, int, int], "_Graph"] = {}
         self.stream = None            # the side stream graphs are captured on (on self.device)
         self.ops = _Ops(self.device, self.family.unit_offset_norms)
+        # One matmul for q, k, v and one for gate, up: at batch 1 a small matmul costs its launch
+        # and ramp more than its bytes, and these are 5 of a layer's 7
+        self.qkv = [_Fused([l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj]) for l in self.layers]
+        self.gate_up = [_Fused([l.mlp.gate_proj, l.mlp.up_proj]) for l in self.layers]
         self.owner = None
         self.scratch: list[tuple[int, int]] = []   # live scratch regions (row0, rows), newest last
 
@@ -313,7 +317,7 @@ class FastEngine:
                     x, h = ops.add_norm(x, ops.norm(o, layer.post_attention_layernorm), layer.pre_feedforward_layernorm)
                 else:
                     x, h = ops.add_norm(x, o, layer.post_attention_layernorm)
-                m = self._mlp(layer.mlp, h)
+                m = self._mlp(i, layer.mlp, h)
                 if family.sandwich_norms:
                     m = ops.norm(m, layer.post_feedforward_layernorm)
                 after = self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else self.norm
@@ -346,9 +350,10 @@ class FastEngine:
         and attends to keys 0..end-1 of those rows under `mask`."""
         rows, t, _ = h.shape
         ops, group = self.ops, self.n_heads // self.n_kv
-        q = attn.q_proj(h).view(rows, t, self.n_heads, self.head_dim).transpose(1, 2)
-        k = attn.k_proj(h).view(rows, t, self.n_kv, self.head_dim).transpose(1, 2)
-        v = attn.v_proj(h).view(rows, t, self.n_kv, self.head_dim).transpose(1, 2)
+        q, k, v = self.qkv[i](h)
+        q = q.view(rows, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = k.view(rows, t, self.n_kv, self.head_dim).transpose(1, 2)
+        v = v.view(rows, t, self.n_kv, self.head_dim).transpose(1, 2)
         if self.family.qk_norms:
             q, k = ops.norm(q, attn.q_norm), ops.norm(k, attn.k_norm)
         q, k = ops.rope(q, k, *rope)
@@ -361,8 +366,8 @@ class FastEngine:
         o = F.scaled_dot_product_attention(qg, kb[:, :, :end], vb[:, :, :end], attn_mask=mask, scale=attn.scaling)
         return attn.o_proj(o.reshape(rows, self.n_heads, t, self.head_dim).transpose(1, 2).reshape(rows, t, -1))
 
-    def _mlp(self, mlp, h):
-        gate, up = mlp.gate_proj(h), mlp.up_proj(h)
+    def _mlp(self, i: int, mlp, h):
+        gate, up = self.gate_up[i](h)
         return mlp.down_proj(self.ops.silu_mul(gate, up) if self.silu else mlp.act_fn(gate) * up)
 
     def _graph(self, row0: int, rows: int, t: int, last: bool = False) -> "_Graph":
@@ -441,6 +446,36 @@ def _clear_cublas_workspaces() -> None:
     clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)   # CUDA builds only
     if clear is not None:
         clear()
+
+
+class _Fused:
+    """Linear layers that read the same input, as one matmul over their weights stacked. Each
+    layer's weight (and bias) becomes a view of its rows of the stacked one, so the model holds no
+    second copy and its own forward (the eager path, HF generate) is unchanged. Layers that are
+    not plain floating-point linears (quantized) stay apart."""
+
+    def __init__(self, linears: list):
+        self.linears = linears
+        self.sizes = [lin.weight.shape[0] for lin in linears]
+        self.weight = self.bias = None
+        plain = all(type(lin.weight) is torch.nn.Parameter and lin.weight.dtype.is_floating_point
+                    and (lin.bias is None) == (linears[0].bias is None) for lin in linears)
+        if not plain:
+            return
+        with torch.no_grad():
+            self.weight = torch.cat([lin.weight for lin in linears])
+            self.bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
+            start = 0
+            for lin, n in zip(linears, self.sizes):
+                lin.weight = torch.nn.Parameter(self.weight[start:start + n], requires_grad=False)
+                if self.bias is not None:
+                    lin.bias = torch.nn.Parameter(self.bias[start:start + n], requires_grad=False)
+                start += n
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.weight is None:
+            return [lin(x) for lin in self.linears]
+        return list(F.linear(x, self.weight, self.bias).split(self.sizes, dim=-1))
 
 
 class _Ops:
