@@ -156,6 +156,31 @@ def test_fast_forward_matches_hf_per_family(family, device, monkeypatch):
         assert_matches(main.forward(torch.tensor([[3, 5]]), logits_to_keep=1)[0], hf_logits(lm, ids)[-1:])
 
 
+def test_stacked_projections_share_the_models_weights(monkeypatch):
+    """The fast forward runs q, k, v (with Qwen2's biases) and gate, up as one matmul each over
+    stacked weights; the model's own layers then read views of them: no second copy, and HF's
+    forward gives the same logits, bit for bit."""
+    monkeypatch.setenv("ADAFUSE_FAST", "1")
+    lm = tiny_lm("qwen2")
+    ids = list(range(3, 15))
+    before = hf_logits(lm, ids)
+    n_bytes = sum(p.numel() * p.element_size() for p in lm.model.parameters())
+    main = fast.claim(lm, _Owner(), len(ids))
+    engine = main.engine
+    for layer, qkv, gate_up in zip(lm.model.model.layers, engine.qkv, engine.gate_up):
+        attn = layer.self_attn
+        assert qkv.bias is not None
+        for lin in (attn.q_proj, attn.k_proj, attn.v_proj):
+            assert lin.weight.untyped_storage().data_ptr() == qkv.weight.untyped_storage().data_ptr()
+            assert lin.bias.untyped_storage().data_ptr() == qkv.bias.untyped_storage().data_ptr()
+        for lin in (layer.mlp.gate_proj, layer.mlp.up_proj):
+            assert lin.weight.untyped_storage().data_ptr() == gate_up.weight.untyped_storage().data_ptr()
+    assert sum(p.numel() * p.element_size() for p in lm.model.parameters()) == n_bytes
+    assert torch.equal(hf_logits(lm, ids), before)
+    with torch.inference_mode():
+        assert_matches(main.forward(torch.tensor([ids]))[0], before)
+
+
 def test_decode_after_compare_scoring_gets_the_fast_cache(lms, monkeypatch):
     """Issue 17, item 4: Compare keeps its OutputScorer (and so its prefilled states) alive across
     the baselines it decodes; the scorer must not hold the models' fast engines, or every baseline

@@ -11,6 +11,7 @@ import torch
 import adafuse
 from adafuse import DecodeConfig, decode, kv
 from adafuse.config import MODES
+from adafuse.steps import word_start
 
 PROMPTS = [
     "Question: who wrote the novel Pride and Prejudice?\nAnswer:",
@@ -39,6 +40,13 @@ def check_main_cache(state, seen: Counter) -> None:
     for i, dist in enumerate(state.lookahead_dists):
         torch.testing.assert_close(dist[:n], logprobs[len(state.ids) + i, :n], atol=2e-3, rtol=0)
         assert state.lookahead[i] == int(state.lm.vocab.for_choosing(logprobs[len(state.ids) + i - 1]).argmax())
+    # what a step read of next_logprobs (steps.WordStart) is what reading it afresh gives
+    if state.next_start is not None:
+        again = word_start(state.lm.vocab, state.next_logprobs)
+        got = state.next_start
+        assert (got.token, got.margin, got.logprob, got.eos) == (again.token, again.margin, again.logprob, again.eos)
+        assert int(got.token_on_device) == got.token
+        seen["word start read with its step"] += 1
     # the KV itself, in the last layer (which every earlier layer feeds)
     mine, theirs = state.cache.layers[-1], fresh.layers[-1]
     torch.testing.assert_close(mine.keys, theirs.keys, atol=2e-3, rtol=1e-3)
@@ -105,7 +113,9 @@ def test_main_cache_after_every_round_of_one_model(lms, smol, seen):
 
 def test_the_checks_reach_lookahead_and_replaced_caches(lms, seen):
     """The pair on this prompt leaves lookahead behind (a span ran past the winner) and commits
-    rows other than the main cache (another model's candidate won): both sides of each commit."""
+    rows other than the main cache (another model's candidate won): both sides of each commit;
+    and word starts read by the step that made their distribution (adafuse/steps.py)."""
     adafuse.generate(lms, PROMPTS[0], DecodeConfig(max_new_tokens=24))
     assert seen["with lookahead"] > 0
     assert seen["replaced cache"] > 0
+    assert seen["word start read with its step"] > 0
