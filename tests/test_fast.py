@@ -156,6 +156,37 @@ def test_fast_forward_matches_hf_per_family(family, device, monkeypatch):
         assert_matches(main.forward(torch.tensor([[3, 5]]), logits_to_keep=1)[0], hf_logits(lm, ids)[-1:])
 
 
+def test_prefill_in_graph_chunks_matches_hf(monkeypatch):
+    """A long prefill on CUDA replays graphs chunk by chunk (FastEngine._prefill): 512-token chunks,
+    then a rest padded to its bucket, only the last position's logits kept. Here every graph replay
+    is the same forward run eagerly (no CUDA on the test machine), so the chunking itself (cache
+    lengths, padding, which position's logits) is checked against HF, and so is the decode after."""
+    class EagerGraph:   # fast._Graph's interface, replayed as an eager forward at `position`
+        def __init__(self, engine, row0, rows, t, last=False):
+            self.engine, self.row0, self.last = engine, row0, last
+
+        def run(self, input_ids, position, last=0):
+            logits = self.engine._forward(input_ids, self.row0, position, 0)
+            return logits[:, last:last + 1] if self.last else logits
+
+    monkeypatch.setenv("ADAFUSE_FAST", "1")
+    monkeypatch.setattr(fast, "_Graph", EagerGraph)
+    monkeypatch.setattr(fast.FastEngine, "use_graphs", lambda self: True)
+    lm = tiny_lm("llama")
+    gen = torch.Generator().manual_seed(2)
+    for n in (700, 1100):   # 512 + 188 (a 256 bucket); 512 + 512 + 76 (a 128 bucket)
+        ids = torch.randint(0, 96, (n,), generator=gen).tolist()
+        main = fast.claim(lm, _Owner(), n)
+        main.engine.stream = "no CUDA stream: the graphs here are eager"
+        with torch.inference_mode():
+            got = main.forward(torch.tensor([ids]), logits_to_keep=1)
+            assert main.length == n and got.shape == (1, 1, 96)
+            assert_matches(got[0], hf_logits(lm, ids)[-1:])
+            ids.append(int(got[0, -1].argmax()))
+            assert_matches(main.forward(torch.tensor([ids[-1:]]))[0], hf_logits(lm, ids)[-1:])
+        assert set(main.engine.graphs) >= {(0, 1, 512, "last")}
+
+
 def test_stacked_projections_share_the_models_weights(monkeypatch):
     """The fast forward runs q, k, v (with Qwen2's biases) and gate, up as one matmul each over
     stacked weights; the model's own layers then read views of them: no second copy, and HF's
