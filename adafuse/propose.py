@@ -16,7 +16,7 @@ from .score import Ahead
 from .steps import WordStart, read_steps, start_of, word_start
 from .state import ModelState, forward
 from .trace import Proposal
-from .vocab import Vocab, decode_suffix
+from .vocab import decode_suffix
 
 # A "word" with no whitespace for this many tokens (a URL, CJK text) is cut: the round ends
 # there and the next one carries on from the same tokens, so greedy output is unchanged.
@@ -36,7 +36,7 @@ class Span:
     next_logprobs: torch.Tensor | None   # distribution after the span (None after EOS)
     dists: list = field(default_factory=list)   # distribution after each of token_ids
     shared: int = 0               # leading tokens whose KV is in the model's main cache
-    next_start: "WordStart | None" = None   # what next_logprobs says at the next word start, if read
+    next_start: WordStart | None = None   # what next_logprobs says at the next word start, if read
 
     @property
     def nll(self) -> float:
@@ -56,7 +56,7 @@ class Word:
     next_logprobs: torch.Tensor | None
     row: int
     dists: list = field(default_factory=list)   # distribution after each token
-    next_start: "WordStart | None" = None   # what next_logprobs says (its argmax: the next word's first token)
+    next_start: WordStart | None = None   # what next_logprobs says (its argmax: the next word's first token)
 
 
 def complete_words(state: ModelState, cache, first_logprobs: torch.Tensor, firsts: list[int],

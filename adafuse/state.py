@@ -8,6 +8,7 @@ import torch
 from . import batch, fast, kv, tail
 from .errors import InputError
 from .models import LM
+from .steps import WordStart
 
 
 @dataclass
@@ -24,9 +25,9 @@ class ModelState:
     cache: object
     next_logprobs: torch.Tensor | None   # [V] log p(next token | ids); from the last forward
     forward_passes: int = 0
-    # What next_logprobs says at a word start (steps.WordStart), when the forward that made it has
-    # read it already; None: propose reads it. Set together with next_logprobs, or reset to None.
-    next_start: object = None
+    # What next_logprobs says at a word start, when the forward that made it has read it already
+    # (adafuse/steps.py); None: propose reads it. Set together with next_logprobs, or reset to None.
+    next_start: WordStart | None = None
     # Greedy tokens this model computed past the committed ids in an earlier round (its span ran
     # further than the winner, which was a prefix of it). Their KV sits in `cache` right after
     # `ids`, with the distribution after each: greedy decoding would produce exactly these tokens
