@@ -163,7 +163,7 @@ class FastEngine:
         self.rope: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # layer type -> (cos, sin) [T, D]
         from .batch import safe_attention   # not at the top: batch imports kv, which imports this module
         self.safe_attention = safe_attention
-        self.graphs: dict[tuple[int, int, int], "_Graph"] = {}
+        self.graphs: dict[tuple, "_Graph"] = {}   # (row0, rows, tokens[, "last"]) -> graph
         self.stream = None            # the side stream graphs are captured on (on self.device)
         self.ops = _Ops(self.device, self.family.unit_offset_norms)
         # One matmul for q, k, v and one for gate, up: at batch 1 a small matmul costs its launch
@@ -451,8 +451,9 @@ def _clear_cublas_workspaces() -> None:
 class _Fused:
     """Linear layers that read the same input, as one matmul over their weights stacked. Each
     layer's weight (and bias) becomes a view of its rows of the stacked one, so the model holds no
-    second copy and its own forward (the eager path, HF generate) is unchanged. Layers that are
-    not plain floating-point linears (quantized) stay apart."""
+    second copy and its own forward (the eager path, HF generate) is unchanged; only a later
+    save_pretrained would find q, k and v sharing one storage. Layers that are not plain
+    floating-point linears (quantized) stay apart."""
 
     def __init__(self, linears: list):
         self.linears = linears
