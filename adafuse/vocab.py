@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
 
 import torch
 
@@ -37,11 +36,7 @@ class Vocab:
     def for_choosing(self, logprobs: torch.Tensor) -> torch.Tensor:
         """`logprobs` with the tokens that may not be proposed at -inf, for picking tokens (argmax,
         top-k, the margin). Scores keep the model's own distribution, unmasked."""
-        return logprobs.masked_fill(self.unproposable, float("-inf"))
-
-    @cached_property
-    def unproposable(self) -> torch.Tensor:
-        return ~self.proposable   # once, not a kernel per step
+        return logprobs.masked_fill(~self.proposable, float("-inf"))
 
 
 def control_ids(tokenizer) -> set[int]:
