@@ -48,10 +48,9 @@ class ModelState:
         (adafuse/tail.py: the same ids as a full encode); `committed` must then be the output that
         later calls extend, which it is within a request."""
         text = self.prefix + committed + candidate
-        if self.head is None:
+        if self.head is None or not text.startswith(self.head.text):   # no head, or not this request's text
             return self.lm.tokenizer(text, add_special_tokens=self.add_special).input_ids
-        ids, self.head = tail.encode(self.lm.tokenizer, self.lm.split, self.head, text, len(self.prefix) + len(committed),
-                                     self.add_special)
+        ids, self.head = tail.encode(self.lm.tokenizer, self.lm.split, self.head, text, len(self.prefix) + len(committed))
         return ids
 
 

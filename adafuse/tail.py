@@ -84,14 +84,11 @@ def start_head(tokenizer, split: Split | None, prefix: str, prompt_ids: list[int
     return Head(prefix[:p], ids)
 
 
-def encode(tokenizer, split: Split, head: Head, text: str, fixed: int,
-           add_special: bool) -> tuple[list[int], Head]:
-    """(the ids of `text`, the head for later calls). `fixed`: how many leading characters of
-    `text` stay the same in later calls (prompt + committed output); the head moves up to the last
-    safe boundary inside them, encoding only the stretch it moves over. A text that does not begin
-    with the head (not the request's own) is encoded in full."""
-    if not text.startswith(head.text):
-        return tokenizer(text, add_special_tokens=add_special).input_ids, head
+def encode(tokenizer, split: Split, head: Head, text: str, fixed: int) -> tuple[list[int], Head]:
+    """(the ids of `text`, which begins with `head.text`; the head for later calls). `fixed`: how
+    many leading characters of `text` stay the same in later calls (prompt + committed output);
+    the head moves up to the last safe boundary inside them, encoding only the stretch it moves
+    over."""
     p = last_boundary(split, text, fixed, after=head.end - 1)
     if p > head.end:
         head = Head(text[:p], head.ids + _piece(tokenizer, text[head.end:p]))
@@ -122,10 +119,11 @@ def safe_split(tokenizer) -> Split | None:
         pre = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer is not None else None
     except Exception:  # noqa: BLE001 - a tokenizer that cannot describe itself encodes in full
         return None
-    kinds = _types(pre)
+    steps = _steps(pre)
+    kinds = {step.get("type") for step in steps}
     if "ByteLevel" in kinds:
         # byte-level BPE must split by a regex: ByteLevel's own (use_regex) or a Split before it
-        if not (_find(pre, "ByteLevel").get("use_regex") or "Split" in kinds):
+        if not (any(step.get("use_regex") for step in steps if step.get("type") == "ByteLevel") or "Split" in kinds):
             return None
         split = Split(frozenset())
     elif kinds <= {"Metaspace", "Split"}:
@@ -141,19 +139,10 @@ def safe_split(tokenizer) -> Split | None:
     return split
 
 
-def _types(pre) -> set[str]:
+def _steps(pre) -> list[dict]:
+    """A pre-tokenizer's settings as a flat list of its steps (a Sequence unrolled)."""
     if not pre:
-        return set()
+        return []
     if pre.get("type") == "Sequence":
-        return set().union(*(_types(p) for p in pre.get("pretokenizers", [])))
-    return {pre.get("type")}
-
-
-def _find(pre, kind: str) -> dict:
-    if pre.get("type") == kind:
-        return pre
-    for p in pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else []:
-        found = _find(p, kind)
-        if found:
-            return found
-    return {}
+        return [step for p in pre.get("pretokenizers", []) for step in _steps(p)]
+    return [pre]

@@ -44,7 +44,7 @@ def test_tail_encode_equals_full_encode(lms, which):
                     assert head is not None
                 full = tok(prompt + committed + cand, add_special_tokens=add_special).input_ids
                 before = head.end
-                got, head = tail.encode(tok, lm.split, head, prompt + committed + cand, len(prompt + committed), add_special)
+                got, head = tail.encode(tok, lm.split, head, prompt + committed + cand, len(prompt + committed))
                 assert got == full, (lm.name, prompt + committed, cand)
                 checked += 1
                 moved += head.end > before
