@@ -21,11 +21,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import adafuse  # noqa: E402
 from adafuse import DecodeConfig, fast, parallel  # noqa: E402
 from adafuse.state import start  # noqa: E402
+from bench_gpu import with_env  # noqa: E402
 
 
 def main() -> int:
@@ -57,16 +59,13 @@ def main() -> int:
         prompt = "The history of the city begins with a small settlement on the river, where"
         for tau, branches in ((0.7, 1), (0.0, 1), (0.5, 3)):
             cfg_d = DecodeConfig(tau=tau, branches=branches, max_new_tokens=32)
-            os.environ["ADAFUSE_PARALLEL"] = "auto"
-            concurrent = adafuse.generate(lms, prompt, cfg_d)
-            os.environ["ADAFUSE_PARALLEL"] = "0"
-            sequential = adafuse.generate(lms, prompt, cfg_d)
+            concurrent = with_env({"ADAFUSE_PARALLEL": "auto"}, lambda: adafuse.generate(lms, prompt, cfg_d))
+            sequential = with_env({"ADAFUSE_PARALLEL": "0"}, lambda: adafuse.generate(lms, prompt, cfg_d))
             same = concurrent.text == sequential.text
             print(f"tau {tau} B {branches}: concurrent == sequential {same}; forwards "
                   f"{concurrent.stats.forward_passes}")
             if not same:
                 failures.append(f"tau {tau} B {branches}: concurrent and sequential texts differ")
-        os.environ.pop("ADAFUSE_PARALLEL", None)
         failures += check_prefill(lms[0])
         failures += check_graphs_own_buffers(lms[0])
     print("FAILED: " + "; ".join(failures) if failures else "OK")
@@ -81,14 +80,13 @@ def check_prefill(lm) -> list[str]:
     for n in (700, 1100):
         prompt = " ".join(words[i % len(words)] for i in range(n))
         prompt = lm.tokenizer.decode(lm.tokenizer(prompt, add_special_tokens=False).input_ids[:n - 1])
-        got = {}
-        for graphs in ("1", "0"):
-            os.environ["ADAFUSE_CUDA_GRAPHS"] = graphs
+        def prefill_and_decode():
             state = start(lm, "prefill", prompt, "raw")
-            got[graphs] = (state.next_logprobs.float(), len(state.ids),
-                           adafuse.generate([lm], prompt, DecodeConfig(mode="greedy", max_new_tokens=8)).text)
-            del state
-        os.environ.pop("ADAFUSE_CUDA_GRAPHS", None)
+            logprobs, n_ids = state.next_logprobs.float(), len(state.ids)
+            del state   # it owns the model's fast engine
+            return logprobs, n_ids, adafuse.generate([lm], prompt, DecodeConfig(mode="greedy", max_new_tokens=8)).text
+
+        got = {graphs: with_env({"ADAFUSE_CUDA_GRAPHS": graphs}, prefill_and_decode) for graphs in ("1", "0")}
         (a, n_ids, text_a), (b, _, text_b) = got["1"], got["0"]
         finite = torch.isfinite(b)
         err = float((a[finite].exp() - b[finite].exp()).norm() / b[finite].exp().norm())
