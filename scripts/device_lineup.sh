@@ -21,6 +21,8 @@
 #                  lineup's own runs are the before), and scripts/check_gpu_item.py under that load
 #   after TASKS    (a lease with init + append x6, enough for SmolLM2 + Gemma) the same pair's after
 #                  runs on TASKS alone, from this checkout, in the background
+#   baselines TASKS  (a lease with init + appends of a Gemma + Qwen stream) issue 18's baselines on
+#                  the default pair, TASKS, from this checkout, in the background
 #   check          the GPU item check in the foreground, alone on the machine (after `collect`)
 #   status         logs and item counts
 #   collect        stop the evals and pack runs + bench JSON into $OUT
@@ -39,10 +41,11 @@ lineup() {   # lineup ENSEMBLES...  (PROCS processes each, on ${EVAL_DEVICE:-cud
      ENSEMBLES="$*" bash scripts/eval_lineup.sh)
 }
 
-extract() {   # extract MODEL...: each model's GGUF out of the stream (smollm2, gemma3, qwen in order)
+extract() {   # extract MODEL...: each model's GGUF out of the stream, whose models are those named in
+  # stream.models in its order (no such file: smollm2, gemma3, qwen)
   local m skip=0
   declare -A bytes=([$SMOL]=$SMOL_BYTES [$GEMMA]=$GEMMA_BYTES [$QWEN]=$QWEN_BYTES)
-  for m in $SMOL $GEMMA $QWEN; do
+  for m in $(cat $X/stream.models 2>/dev/null || echo $SMOL $GEMMA $QWEN); do
     [[ " $* " == *" $m "* ]] && tail -c +$((skip + 1)) $X/stream.bin | head -c ${bytes[$m]} > $X/$m.gguf
     skip=$((skip + ${bytes[$m]}))
   done
@@ -130,6 +133,24 @@ case $1 in
       --task $main --out $RUNS/after/main > $RUNS/after-main.log 2>&1 &
     [[ ,$tasks, == *,gsm8k,* ]] && $(launch ${PROCS_AFTER_GSM8K:-8}) --main_process_port 29521 -m adafuse eval $args \
       --task gsm8k --max-new-tokens 128 --out $RUNS/after/gsm8k > $RUNS/after-gsm8k.log 2>&1 &
+    wait ;;
+  baselines)   # baselines TASKS (a lease with init + appends of a stream of Gemma and Qwen alone, its
+    # stream.models saying so): issue 18's baselines on the default pair from this checkout, in the
+    # background: AdaFuse, UniTE and each model alone into $RUNS/baselines, GSM8K at its budget
+    stream_ok
+    extract $GEMMA $QWEN
+    rm -rf $N && mkdir -p $N && cp -r adafuse scripts assets app.py $N/
+    echo "$2" > $RUNS/baselines.tasks
+    background baselines-bg $N ;;
+  baselines-bg)
+    cd $N && for m in $GEMMA $QWEN; do python3 scripts/device_cache.py unpack $X --models $m & done; wait
+    tasks=$(cat $RUNS/baselines.tasks)
+    args="--models $GEMMA,$QWEN --methods adafuse,unite,greedy --limit 200 --device cuda --dtype float32 --threads 1 --no-progress"
+    main=$(echo ,$tasks, | sed 's/,gsm8k,/,/; s/^,//; s/,$//')
+    [[ -n $main ]] && $(launch ${PROCS_MAIN:-7}) --main_process_port 29530 -m adafuse eval $args \
+      --task $main --out $RUNS/baselines/main > $RUNS/baselines-main.log 2>&1 &
+    [[ ,$tasks, == *,gsm8k,* ]] && $(launch ${PROCS_GSM8K:-8}) --main_process_port 29531 -m adafuse eval $args \
+      --task gsm8k --max-new-tokens 128 --out $RUNS/baselines/gsm8k > $RUNS/baselines-gsm8k.log 2>&1 &
     wait ;;
   check)   # from the carried tree (not $N): checks a fix made after `fusion`
     PYTHONPATH=.:$PYTHONPATH THREADS=8 python3 scripts/check_gpu_item.py --devices cuda --repeats 1 \
