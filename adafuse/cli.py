@@ -6,7 +6,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from .config import DecodeConfig, unescape_stop
+from .config import DecodeConfig, add_execution_arguments, execution_from_arguments, unescape_stop
 from .errors import AdafuseError, InputError
 from .models import DEFAULT_PAIR, PRESETS, cache_dir, converted_dir, is_cached
 from .stops import END_MARKERS
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     g.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default auto)")
     g.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the hub")
+    add_execution_arguments(g)
     g.add_argument("--json", action="store_true", help="print the trace as JSON on stdout")
     g.set_defaults(run=_generate)
 
@@ -82,7 +83,8 @@ def _generate(args) -> int:
     cfg = DecodeConfig(mode=args.mode, tau=args.tau, max_words=args.max_words, branches=args.branches,
                        fixed_words=args.fixed_words, top_k=args.top_k, max_new_tokens=args.max_new_tokens,
                        prompt_format=args.prompt_format, stop=stops,
-                       end_marker=args.end_marker).check_tau_range().validated()
+                       end_marker=args.end_marker,
+                       execution=execution_from_arguments(args)).check_tau_range().validated()
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     if cfg.mode == "greedy" and len(names) != 1:
         raise InputError(f"greedy mode decodes with one model: pass one with --models (got {','.join(names)})")

@@ -18,9 +18,34 @@ MAX_STOP_STRINGS = 16
 MAX_TOP_K = 100
 
 
+SWITCHES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How the engine runs a decode, never what it decodes: every choice here gives the same text
+    (the fast path's kernels may differ from transformers' in the last bits; tests/test_fast.py).
+    "auto" is the best choice for the hardware at hand; the others are for tests and measurement."""
+    fast: str = "auto"          # the static-KV fast path (fast.py): auto = on CUDA for the model
+                                # families it covers; on = also on CPU (its eager form); off = never
+    cuda_graphs: bool = True    # fast path on CUDA: replay forwards as CUDA graphs (False: eagerly)
+    compile: bool = True        # fast path on CUDA: fuse its elementwise ops with torch.compile
+    parallel: str = "auto"      # each model's share of a round on a thread of its own (parallel.py):
+                                # auto = on GPUs where it pays; on = always (CPU too); off = in turn
+
+    def validated(self) -> "Execution":
+        for name in ("fast", "parallel"):
+            if getattr(self, name) not in SWITCHES:
+                raise InputError(f"{name} must be one of {', '.join(SWITCHES)}, got {getattr(self, name)!r}")
+        for name in ("cuda_graphs", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        return self
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
-    mode: str = "adafuse"          # adafuse | fixed | greedy
+    mode: str = "adafuse"          # adafuse | fixed | greedy | unite
     tau: float = 0.7               # margin threshold p(1) - p(2) at a word start
     max_words: int = 3             # M: most words in one model's span per round
     branches: int = 1              # B: alternative words tried at an uncertain word start
@@ -32,6 +57,7 @@ class DecodeConfig:
     # string ("stop") or plus each model's EOS ("eos"). See adafuse/stops.py, docs/ENGINE.md.
     end_marker: str = "stop"
     top_k: int = 10                # unite: each model's top-k tokens in the union (the paper's k)
+    execution: Execution = field(default_factory=Execution)   # how it runs, not what it decodes
 
     def validated(self) -> "DecodeConfig":
         """Return a copy with normalised types, or raise InputError naming the bad value."""
@@ -61,8 +87,10 @@ class DecodeConfig:
         for s in stop:
             if not isinstance(s, str) or s == "":
                 raise InputError(f"stop strings must be non-empty text, got {s!r}")
+        if not isinstance(self.execution, Execution):
+            raise InputError(f"execution must be an Execution, got {self.execution!r}")
         return DecodeConfig(self.mode, tau, max_words, branches, fixed_words, max_new_tokens,
-                            self.prompt_format, stop, self.end_marker, top_k)
+                            self.prompt_format, stop, self.end_marker, top_k, self.execution.validated())
 
     def check_tau_range(self) -> "DecodeConfig":
         """User-facing entry points (CLI, app) accept tau only in [0, 1]."""
@@ -74,6 +102,20 @@ class DecodeConfig:
         d = asdict(self)
         d["stop"] = list(self.stop)
         return d
+
+
+def add_execution_arguments(parser) -> None:
+    """The command lines' flags for Execution (generate and eval)."""
+    parser.add_argument("--fast-path", choices=SWITCHES, default="auto",
+                        help="the static-KV fast path with CUDA graphs (default auto: on CUDA for the model "
+                             "families it covers; on: also on CPU, eagerly; off: transformers' own forward)")
+    parser.add_argument("--parallel", choices=SWITCHES, default="auto",
+                        help="each model's share of a round on a thread of its own (default auto: on GPUs "
+                             "where it pays; off: the models in turn). The text is the same either way")
+
+
+def execution_from_arguments(args) -> Execution:
+    return Execution(fast=args.fast_path, parallel=args.parallel)
 
 
 def unescape_stop(text: str) -> str:

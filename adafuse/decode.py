@@ -46,9 +46,11 @@ def stream(lms: list[LM], prompt: str, config: DecodeConfig = DecodeConfig(), *,
     names = _unique_names([lm.name for lm in lms])
     t0 = time.perf_counter()
     if prompt_cache is None:   # the prefills at once on GPUs (parallel.py); a PromptCache's counters are not thread-safe
-        states = map_lms(lambda lm, name: start(lm, name, prompt, cfg.prompt_format), lms, names)
+        states = map_lms(lambda lm, name: start(lm, name, prompt, cfg.prompt_format, execution=cfg.execution),
+                         cfg.execution, lms, names)
     else:
-        states = [start(lm, name, prompt, cfg.prompt_format, prompt_cache) for lm, name in zip(lms, names)]
+        states = [start(lm, name, prompt, cfg.prompt_format, prompt_cache, cfg.execution)
+                  for lm, name in zip(lms, names)]
     settings = {"tau": cfg.tau, "max_words": cfg.max_words, "branches": cfg.branches,
                 "fixed_words": cfg.fixed_words, "top_k": cfg.top_k, "max_new_tokens": cfg.max_new_tokens,
                 "prompt_format": cfg.prompt_format, "stop": list(cfg.stop), "end_marker": cfg.end_marker,

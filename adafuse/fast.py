@@ -17,17 +17,15 @@ The engine's cache operations (kv.py) map onto the buffer without copying much:
 
 Used only where it is exact in structure (Llama, Mistral, Qwen2 without sliding windows; Gemma-3
 with its sliding-window layers, see Family), on CUDA by default; everywhere else, and with
-ADAFUSE_FAST=0, the engine keeps transformers' eager forward over a DynamicCache (which the CPU
-tests pin to HF generate bit for bit). Every forward keeps all positions' KV, so sliding layers
+Execution(fast="off") (config.py), the engine keeps transformers' eager forward over a DynamicCache
+(which the CPU tests pin to HF generate bit for bit). Every forward keeps all positions' KV, so sliding layers
 are a mask, not a ring buffer: crop and rollback stay length changes. On CUDA its attention runs
 in batch.SAFE_CUDA_KERNELS, as the eager path's does.
-ADAFUSE_FAST=1 also enables it on CPU (eager, no graphs: for tests); ADAFUSE_CUDA_GRAPHS=0 keeps
-the static cache but runs every forward eagerly, ADAFUSE_COMPILE=0 leaves the ops unfused (both
-for measurement).
+fast="on" also enables it on CPU (eager, no graphs: for tests); cuda_graphs=False keeps the static
+cache but runs every forward eagerly, compile=False leaves the ops unfused (both for measurement).
 """
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 import weakref
@@ -36,14 +34,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .config import Execution
 from .models import attention_shape
 
 SUPPORTED = ("llama", "mistral", "qwen2", "gemma3_text")
 _ROUND = 256          # KV capacity grows in steps of this many positions
-
-
-def _env(name: str) -> str:
-    return os.environ.get(name, "auto").strip().lower()
 
 
 def supported(lm) -> bool:
@@ -68,29 +63,31 @@ def supported(lm) -> bool:
     return all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")) and hasattr(model, "lm_head")
 
 
-def enabled(lm) -> bool:
-    mode = _env("ADAFUSE_FAST")
-    if mode in ("0", "false", "no", "off"):
+def enabled(lm, mode: str = "auto") -> bool:
+    """Whether `lm` decodes on the fast path under Execution.fast = `mode`."""
+    if mode == "off":
         return False
-    if mode in ("1", "true", "yes", "on"):
+    if mode == "on":
         return supported(lm)
     return lm.device.type == "cuda" and supported(lm)
 
 
-def claim(lm, owner, min_length: int) -> "FastCache | None":
+def claim(lm, owner, min_length: int, execution: Execution = Execution()) -> "FastCache | None":
     """The model's fast engine for the request that `owner` (its ModelState) belongs to, as an
-    empty main cache; None when the fast path is off, unsupported, or busy with another request
-    (that request then decodes on the eager path: results are the same, only slower)."""
-    if not enabled(lm):
+    empty main cache, run as `execution` says; None when the fast path is off, unsupported, or busy
+    with another request (that request then decodes on the eager path: results are the same, only
+    slower)."""
+    if not enabled(lm, execution.fast):
         return None
     with _LOCK:
         engine = getattr(lm, "_fast_engine", None)
         if engine is None:
-            engine = FastEngine(lm)
+            engine = FastEngine(lm, execution)
             lm._fast_engine = engine
         if engine.owner is not None and engine.owner() is not None:
             return None
         engine.owner = weakref.ref(owner)
+        engine.configure(execution)
     engine.reserve(rows=1, length=min_length + _ROUND)
     engine.scratch = []
     return FastCache(engine, 0, 1, 0)
@@ -143,7 +140,7 @@ class Family:
 
 
 class FastEngine:
-    def __init__(self, lm):
+    def __init__(self, lm, execution: Execution = Execution()):
         model = lm.model
         cfg = model.config
         self.lm = lm
@@ -165,7 +162,8 @@ class FastEngine:
         self.safe_attention = safe_attention
         self.graphs: dict[tuple, "_Graph"] = {}   # (row0, rows, tokens[, "last"]) -> graph
         self.stream = None            # the side stream graphs are captured on (on self.device)
-        self.ops = _Ops(self.device, self.family.unit_offset_norms)
+        self.ops = _Ops(self.device, self.family.unit_offset_norms, execution.compile)
+        self.graphs_on = False        # set per request by configure()
         # One matmul for q, k, v and one for gate, up: at batch 1 a small matmul costs its launch
         # and ramp more than its bytes, and these are 5 of a layer's 7
         self.qkv = [_Fused([l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj]) for l in self.layers]
@@ -173,8 +171,16 @@ class FastEngine:
         self.owner = None
         self.scratch: list[tuple[int, int]] = []   # live scratch regions (row0, rows), newest last
 
+    def configure(self, execution: Execution) -> None:
+        """Run the next request as `execution` says: graphs on or off, and the ops fused or not (a
+        change drops the captured graphs, which replay the ops they were captured with)."""
+        self.graphs_on = self.device.type == "cuda" and execution.cuda_graphs
+        if (self.device.type == "cuda" and execution.compile) != self.ops.compiled:
+            self.ops = _Ops(self.device, self.family.unit_offset_norms, execution.compile)
+            self.graphs.clear()
+
     def use_graphs(self) -> bool:
-        return self.device.type == "cuda" and _env("ADAFUSE_CUDA_GRAPHS") not in ("0", "false", "no", "off")
+        return self.graphs_on
 
     # --- buffers -----------------------------------------------------------------------------
 
@@ -482,10 +488,10 @@ class _Fused:
 class _Ops:
     """The elementwise pieces of a layer, as transformers computes them (float32 RMSNorm, Llama's
     or Gemma's, RoPE in the model dtype); on CUDA compiled by torch.compile into a few fused kernels each, which cuts
-    a decode step from ~45 to ~17 kernels per layer. ADAFUSE_COMPILE=0 keeps them eager."""
+    a decode step from ~45 to ~17 kernels per layer. compile=False keeps them eager."""
 
-    def __init__(self, device: torch.device, unit_offset_norms: bool = False):
-        self.compiled = device.type == "cuda" and _env("ADAFUSE_COMPILE") not in ("0", "false", "no", "off")
+    def __init__(self, device: torch.device, unit_offset_norms: bool = False, compile: bool = True):
+        self.compiled = device.type == "cuda" and compile
         fns = (_gemma_norm, _gemma_add_norm) if unit_offset_norms else (_norm, _add_norm)
         self._norm, self._add_norm, self._rope, self._silu_mul = fns + (_rope, _silu_mul)
         if self.compiled:

@@ -11,49 +11,50 @@ tokenizer's encode (scoring) releases it too. On the eager path every forward is
 the GIL serialises the threads: there they pay only with one GPU per model. Results are identical
 to running the models in turn (each model's kernels and their order are the same).
 
-ADAFUSE_PARALLEL=0 runs the models in turn everywhere; =1 uses threads always (for measurement,
-and for the tests on CPU, where no stream is involved); unset ("auto") uses threads when every
-model is on CUDA and either each has a GPU of its own or every model decodes on the fast path (its
-cache is a fast.FastCache).
+Execution.parallel (config.py) = "off" runs the models in turn everywhere; "on" uses threads always
+(for measurement, and for the tests on CPU, where no stream is involved); "auto" uses threads when
+every model is on CUDA and either each has a GPU of its own or every model decodes on the fast path
+(its cache is a fast.FastCache).
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, Sequence
 
 import torch
 
 from . import batch, fast
+from .config import Execution
 
 _pool: ThreadPoolExecutor | None = None
 
 
-def use_threads(devices: Sequence[torch.device], all_fast: bool) -> bool:
-    """Whether models on `devices` run their shares in threads; `all_fast`: every one decodes on
-    the fast path."""
-    env = os.environ.get("ADAFUSE_PARALLEL", "auto").strip().lower()
-    if len(devices) < 2 or env in ("0", "off", "no", "false"):
+def use_threads(devices: Sequence[torch.device], all_fast: bool, mode: str = "auto") -> bool:
+    """Whether models on `devices` run their shares in threads under Execution.parallel = `mode`;
+    `all_fast`: every one decodes on the fast path."""
+    if len(devices) < 2 or mode == "off":
         return False
     if batch.current() is not None:
         # In a batch (adafuse/batch.py) every forward must go through the batch's steps, which
         # already keep the devices busy with several requests; a side thread would bypass them.
         return False
-    if env in ("1", "on", "yes", "true", "threads"):
+    if mode == "on":
         return True
     return all(d.type == "cuda" for d in devices) and (len(set(devices)) == len(devices) or all_fast)
 
 
-def map_models(fn: Callable, states: Sequence, *arg_lists) -> list:
+def map_models(fn: Callable, execution: Execution, states: Sequence, *arg_lists) -> list:
     """[fn(state, *args) for state, args in zip(states, *arg_lists)], one thread per model (each on
-    its model's stream) where use_threads() says so."""
-    threads = use_threads([s.lm.device for s in states], all(isinstance(s.cache, fast.FastCache) for s in states))
+    its model's stream) where use_threads() says so for `execution`."""
+    threads = use_threads([s.lm.device for s in states], all(isinstance(s.cache, fast.FastCache) for s in states),
+                          execution.parallel)
     return _map(fn, [s.lm for s in states], threads, list(zip(states, *arg_lists)))
 
 
-def map_lms(fn: Callable, lms: Sequence, *arg_lists) -> list:
+def map_lms(fn: Callable, execution: Execution, lms: Sequence, *arg_lists) -> list:
     """map_models before the models' states exist (the prompt's prefill): [fn(lm, *args) ...]."""
-    threads = use_threads([lm.device for lm in lms], all(fast.enabled(lm) for lm in lms))
+    threads = use_threads([lm.device for lm in lms], all(fast.enabled(lm, execution.fast) for lm in lms),
+                          execution.parallel)
     return _map(fn, lms, threads, list(zip(lms, *arg_lists)))
 
 
@@ -86,7 +87,7 @@ def model_stream(lm) -> torch.cuda.Stream:
 def _call(fn: Callable, args: tuple, lm, caller: torch.cuda.Stream | None):
     # thread-local: the caller's inference mode, device and stream do not carry over
     with torch.inference_mode():
-        if caller is None:   # a CPU model (ADAFUSE_PARALLEL=1): no streams
+        if caller is None:   # a CPU model (parallel="on"): no streams
             return fn(*args)
         stream = model_stream(lm)
         with torch.cuda.device(lm.device), torch.cuda.stream(stream):

@@ -26,7 +26,7 @@ every mode on the real pair, against a fresh forward.
 """
 from __future__ import annotations
 
-from .config import DecodeConfig
+from .config import DecodeConfig, Execution
 from .parallel import map_models
 from .propose import Span, commit_span, propose
 from .score import Ahead, ScoredRow, commit_scored, score_ahead
@@ -44,7 +44,7 @@ def adafuse_round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int
     the lowest mean NLL over models wins and every model commits it."""
     proposals, spans = propose_all(states, cfg, budgets)
     candidates, own = union(states, spans, committed, cfg)
-    commits, aheads = score_missing(states, spans, candidates, own, committed)
+    commits, aheads = score_missing(states, spans, candidates, own, committed, cfg.execution)
     best = choose_lowest_mean(candidates)
     commit_all(states, commits, candidates[best], aheads)
     return Round(index, proposals, candidates, best)
@@ -54,7 +54,7 @@ def propose_all(states: list[ModelState], cfg: DecodeConfig,
                 budgets: list[int]) -> tuple[list[Proposal], list[list[Span]]]:
     """1. Propose: each model's greedy words while confident, B branches where it is not
     (propose.py). Extends each main cache with the model's span tokens."""
-    results = map_models(lambda state, budget: propose(state, cfg, budget), states, budgets)
+    results = map_models(lambda state, budget: propose(state, cfg, budget), cfg.execution, states, budgets)
     return [proposal for proposal, _ in results], [spans for _, spans in results]
 
 
@@ -90,7 +90,8 @@ def union(states: list[ModelState], spans: list[list[Span]], committed: str,
 
 
 def score_missing(states: list[ModelState], spans: list[list[Span]], candidates: list[Candidate],
-                  own: list[dict[Key, Span]], committed: str) -> tuple[list[dict[Key, Commit]], list[Ahead | None]]:
+                  own: list[dict[Key, Span]], committed: str,
+                  execution: Execution) -> tuple[list[dict[Key, Commit]], list[Ahead | None]]:
     """3. Score: each model scores, in one batched forward, every candidate it has no NLL for
     (score.py), recorded on the candidates in model order. Returns, per model, how it commits each
     candidate (its own span or the row it scored) and, where its scoring forward also ran its own
@@ -110,7 +111,7 @@ def score_missing(states: list[ModelState], spans: list[list[Span]], candidates:
                  and len(state.ids) + len(own_ids) + 1 < state.lm.context_length else None)
         return score_ahead(state, committed, todo, own_ids, main.dists[:main.shared] + state.lookahead_dists, ahead)
 
-    results = map_models(score_todo, states, todos, spans)
+    results = map_models(score_todo, execution, states, todos, spans)
     by_key = {(c.text, c.eos): c for c in candidates}
     commits = []
     for state, mine, todo, (rows, _) in zip(states, own, todos, results):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import batch, fast, kv, tail
+from .config import Execution
 from .errors import InputError
 from .models import LM
 from .steps import WordStart
@@ -119,12 +120,13 @@ class PromptCache:
 
 @torch.inference_mode()
 def start(lm: LM, name: str, prompt: str, prompt_format: str,
-          prompt_cache: PromptCache | None = None, fast_path: bool = True) -> ModelState:
+          prompt_cache: PromptCache | None = None, execution: Execution = Execution()) -> ModelState:
     """Encode the prompt once and prefill the cache; only the last position's logits are computed
     (over Gemma's 262k vocabulary, logits for every prompt position would cost more than the model).
     With a `prompt_cache`, the leading tokens it already holds are not prefilled again.
-    fast_path=False keeps the eager cache even where the fast path is on: for a state that lives
-    on past its request, which would otherwise hold the model's fast engine for as long (fast.claim)."""
+    `execution` says whether the state takes the model's fast engine (fast.claim) and how it runs;
+    Execution(fast="off") keeps the eager cache: for a state that lives on past its request, which
+    would otherwise hold the engine for as long."""
     used = prompt_format
     if prompt_format == "chat" and getattr(lm.tokenizer, "chat_template", None):
         prefix = lm.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
@@ -142,7 +144,7 @@ def start(lm: LM, name: str, prompt: str, prompt_format: str,
     state = ModelState(lm, name, prefix, add_special, used, list(ids), len(ids), kv.new_cache(), None,
                        head=tail.start_head(lm.tokenizer, lm.split, prefix, ids, add_special))
     # the fast path's static buffers are written in place: one live state owns them
-    claimed = fast.claim(lm, state, len(ids)) if fast_path else None
+    claimed = fast.claim(lm, state, len(ids), execution)
     reused = 0
     if claimed is not None:
         state.cache = claimed

@@ -12,6 +12,7 @@ nearly flat distributions: the texts mean nothing, the timing is that of real sh
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -24,7 +25,7 @@ import torch  # noqa: E402
 
 import adafuse  # noqa: E402
 from adafuse import batch  # noqa: E402
-from bench_gpu import TEXT, build, with_env  # noqa: E402
+from bench_gpu import TEXT, build  # noqa: E402
 
 
 def main() -> None:
@@ -41,31 +42,32 @@ def main() -> None:
     lms = [llama, mistral]
     words = (TEXT * 20).split()
     prompts = [" ".join(words[7 * i: 7 * i + args.prompt_words]) for i in range(args.items)]
-    cfg = adafuse.DecodeConfig(max_new_tokens=args.new_tokens)
+    eager = adafuse.DecodeConfig(max_new_tokens=args.new_tokens, execution=adafuse.Execution(fast="off"))
+    fast = adafuse.DecodeConfig(max_new_tokens=args.new_tokens)
 
-    def one_at_a_time():
+    def one_at_a_time(cfg):
         return [adafuse.generate(lms, p, cfg) for p in prompts]
 
-    def batched():
+    def batched(cfg):
         out = [None] * len(prompts)
         batch.run_batched([(lambda i=i: out.__setitem__(i, adafuse.generate(lms, prompts[i], cfg)))
                            for i in range(len(prompts))], args.width)
         return out
 
-    arms = {"eager, one at a time": (one_at_a_time, {"ADAFUSE_FAST": "0"}),
-            f"eager, {args.width} at a time": (batched, {"ADAFUSE_FAST": "0"}),
-            "fast path, one at a time": (one_at_a_time, {"ADAFUSE_FAST": "auto"})}
-    with_env({"ADAFUSE_FAST": "0"}, lambda: adafuse.generate(lms, prompts[0], adafuse.DecodeConfig(max_new_tokens=4)))
-    with_env({"ADAFUSE_FAST": "auto"}, lambda: adafuse.generate(lms, prompts[0], adafuse.DecodeConfig(max_new_tokens=4)))
+    arms = {"eager, one at a time": (one_at_a_time, eager),
+            f"eager, {args.width} at a time": (batched, eager),
+            "fast path, one at a time": (one_at_a_time, fast)}
+    for cfg in (eager, fast):   # warm
+        adafuse.generate(lms, prompts[0], dataclasses.replace(cfg, max_new_tokens=4))
     times = {k: [] for k in arms}
     texts, tokens = {}, {}
     for rep in range(args.reps):
         order = list(arms) if rep % 2 == 0 else list(arms)[::-1]
         for name in order:
-            fn, env = arms[name]
+            fn, cfg = arms[name]
             torch.cuda.synchronize()
             t0 = time.perf_counter()
-            out = with_env(env, fn)
+            out = fn(cfg)
             torch.cuda.synchronize()
             times[name].append(time.perf_counter() - t0)
             texts[name] = [t.text for t in out]

@@ -17,7 +17,7 @@ Reports, for a 512-token prompt and --new-tokens new tokens (prefill included ev
     compiles itself), medians of --reps runs in this process; HF eager `generate` as a secondary row
     (host-bound and noisy: it moved from 41.5 to 60.6 ms between two processes on one machine);
   - AdaFuse (M 3, B 1) ms per committed token at tau 0.7, 0 and 1.5, on one GPU with the eager
-    path (ADAFUSE_FAST=0), on one GPU with the fast path (static KV + CUDA graphs), and with two
+    path (Execution(fast="off")), on one GPU with the fast path (static KV + CUDA graphs), and with two
     GPUs (one model each) run in turn and concurrently (threads);
   - forward passes per committed token per model, and the bandwidth limit (weight bytes / 4.8 TB/s,
     and / the copy bandwidth measured here);
@@ -28,6 +28,7 @@ as in scripts/bench_cpu.py.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -42,7 +43,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import adafuse  # noqa: E402
-from adafuse import DecodeConfig  # noqa: E402
+from adafuse import DecodeConfig, Execution  # noqa: E402
 from adafuse.models import _wrap  # noqa: E402
 from adafuse.state import start  # noqa: E402
 
@@ -108,30 +109,17 @@ def hf_static_greedy_ms(lm, ids: torch.Tensor, new: int, reps: int) -> float:
     return 1000 * median([hf_greedy(lm, ids, new, cache_implementation="static") for _ in range(reps)]) / new
 
 
-def with_env(env: dict, fn):
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return fn()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def adafuse_run(lms, prompt: str, tau: float, new: int, env: dict, reps: int) -> dict:
-    cfg = DecodeConfig(tau=tau, max_words=3, branches=1, max_new_tokens=new)
+def adafuse_run(lms, prompt: str, tau: float, new: int, execution: Execution, reps: int) -> dict:
+    cfg = DecodeConfig(tau=tau, max_words=3, branches=1, max_new_tokens=new, execution=execution)
     # Warm-up: graphs (one per batch-row slot), buffers, allocator. The fast path's needs the same
     # length to meet every slot; the eager path's only needs to touch the code.
-    warm = cfg if env.get("ADAFUSE_FAST") != "0" else DecodeConfig(tau=tau, max_words=3, branches=1, max_new_tokens=8)
+    warm = cfg if execution.fast != "off" else dataclasses.replace(cfg, max_new_tokens=8)
     for _ in range(2 if warm is cfg else 1):
-        with_env(env, lambda: adafuse.generate(lms, prompt, warm))
+        adafuse.generate(lms, prompt, warm)
     runs = []
     for _ in range(reps):
         sync()
-        trace = with_env(env, lambda: adafuse.generate(lms, prompt, cfg))
+        trace = adafuse.generate(lms, prompt, cfg)
         sync()
         tokens = statistics.mean(trace.stats.new_tokens.values())
         runs.append((trace.stats.seconds, tokens, trace))
@@ -166,7 +154,7 @@ def check_fast_logits(lm, prompt: str) -> dict:
     ref = lm.model(input_ids=torch.tensor([ids], device=lm.device)).logits[0, -1].float()
     ref[lm.vocab.n_tokens:] = float("-inf")   # the engine masks padded ids before normalising
     ref = torch.log_softmax(ref, -1)
-    state = with_env({"ADAFUSE_FAST": "1"}, lambda: start(lm, lm.name, prompt, "raw"))
+    state = start(lm, lm.name, prompt, "raw", execution=Execution(fast="on"))
     got = state.next_logprobs
     # bf16 noise floor: HF itself, prefilling all but the last token and then decoding it
     from transformers import DynamicCache
@@ -262,21 +250,22 @@ def main() -> None:
     taus = [0.7, 0.0, 1.5]
     one_gpu = [llama, mistral]
     setups = []
+    in_turn = Execution(parallel="off")
     if not args.skip_eager_adafuse:
-        setups.append(("1gpu_eager", one_gpu, {"ADAFUSE_FAST": "0", "ADAFUSE_PARALLEL": "0"}, taus, args.eager_reps))
+        setups.append(("1gpu_eager", one_gpu, Execution(fast="off", parallel="off"), taus, args.eager_reps))
     if not args.skip_nographs:
-        setups.append(("1gpu_fast_nographs", one_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "0", "ADAFUSE_PARALLEL": "0"}, [0.7], args.reps))
+        setups.append(("1gpu_fast_nographs", one_gpu, Execution(cuda_graphs=False, parallel="off"), [0.7], args.reps))
     setups += [# the models in turn, then the default: a thread and a CUDA stream per model (parallel.py)
-               ("1gpu_fast_sequential", one_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "0"}, taus, args.reps),
-               ("1gpu_fast", one_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "auto"}, taus, args.reps)]
+               ("1gpu_fast_sequential", one_gpu, in_turn, taus, args.reps),
+               ("1gpu_fast", one_gpu, Execution(), taus, args.reps)]
     if mistral_gpu1 is not None:
         two_gpu = [llama, mistral_gpu1]
-        setups += [("2gpu_eager_threads", two_gpu, {"ADAFUSE_FAST": "0", "ADAFUSE_PARALLEL": "auto"}, [0.7], args.eager_reps),
-                   ("2gpu_fast_sequential", two_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "0"}, taus, args.reps),
-                   ("2gpu_fast_threads", two_gpu, {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "auto"}, taus, args.reps)]
-    for label, lms, env, setup_taus, reps in setups:
+        setups += [("2gpu_eager_threads", two_gpu, Execution(fast="off"), [0.7], args.eager_reps),
+                   ("2gpu_fast_sequential", two_gpu, in_turn, taus, args.reps),
+                   ("2gpu_fast_threads", two_gpu, Execution(), taus, args.reps)]
+    for label, lms, execution, setup_taus, reps in setups:
         for tau in setup_taus:
-            r = adafuse_run(lms, prompt, tau, args.new_tokens, env, reps)
+            r = adafuse_run(lms, prompt, tau, args.new_tokens, execution, reps)
             res["adafuse"][f"{label}_tau{tau}"] = r
             print(f"{label} tau {tau}: {r['ms_per_token']:.2f} ms/token, fwd/token "
                   f"{ {k: round(v, 2) for k, v in r['fwd_per_token'].items()} }, words/round "
@@ -293,8 +282,7 @@ def main() -> None:
         a[f"1gpu_fast_tau{t}"]["text"] == a[f"1gpu_fast_sequential_tau{t}"]["text"] for t in taus)
     res["overlap"] = stream_overlap(one_gpu)
     print("overlap", json.dumps(res["overlap"]), flush=True)
-    res["breakdown"] = {label: round_breakdown(one_gpu, prompt, args.new_tokens, env)
-                        for label, env in (("sequential", {"ADAFUSE_PARALLEL": "0"}),)}
+    res["breakdown"] = {"sequential": round_breakdown(one_gpu, prompt, args.new_tokens)}
     print("breakdown", json.dumps(res["breakdown"]), flush=True)
     if "2gpu_fast_threads_tau0.7" in a:
         res["checks"]["threads_equal_sequential_text"] = all(
@@ -355,21 +343,20 @@ def stream_overlap(lms, reps: int = 50) -> dict | None:
     return out
 
 
-def round_breakdown(lms, prompt: str, new: int, env: dict) -> dict:
+def round_breakdown(lms, prompt: str, new: int) -> dict:
     """Where a round's time goes (issue 17): one AdaFuse decode (tau 0.7, M 3, B 1) on the fast path
     under cProfile, its host time split into waits for the GPU (the device-to-host copies that
     end each step), graph replay launches, the tokenizer (encode for scoring, decode of words) and
     the rest of the Python; ms per committed token. cProfile sees only the calling thread, so this
-    is for the models in turn (ADAFUSE_PARALLEL=0); its own overhead inflates the Python share."""
+    is for the models in turn (parallel="off"); its own overhead inflates the Python share."""
     import cProfile
     import pstats
-    cfg = DecodeConfig(tau=0.7, max_words=3, branches=1, max_new_tokens=new)
-    env = {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1", **env}
-    with_env(env, lambda: adafuse.generate(lms, prompt, cfg))   # warm
+    cfg = DecodeConfig(tau=0.7, max_words=3, branches=1, max_new_tokens=new, execution=Execution(parallel="off"))
+    adafuse.generate(lms, prompt, cfg)   # warm
     sync()
     prof = cProfile.Profile()
     prof.enable()
-    trace = with_env(env, lambda: adafuse.generate(lms, prompt, cfg))
+    trace = adafuse.generate(lms, prompt, cfg)
     sync()
     prof.disable()
     tokens = statistics.mean(trace.stats.new_tokens.values())

@@ -17,13 +17,13 @@ Per model and prompt, greedy ms per output token (median of --reps after warm-up
   hf_dynamic         HF `generate`, eager forward, dynamic KV cache (the secondary anchor);
   hf_static_compile  HF `generate`, cache_implementation="static" + torch.compile (CompileConfig
                      defaults: inductor, reduce-overhead); on CPU the static cache runs uncompiled;
-  engine             this project's engine, mode greedy, fast path asked for (ADAFUSE_FAST=1,
-                     ADAFUSE_CUDA_GRAPHS=1); the fast path covers Llama/Mistral/Qwen2 configs, others
+  engine             this project's engine, mode greedy, fast path asked for (Execution(fast="on"),
+                     CUDA graphs on); the fast path covers Llama/Mistral/Qwen2 configs, others
                      (Gemma-3) run eager: the path actually taken is recorded;
   optimized          min(hf_static_compile, engine) where they ran: the anchor.
 Per pair and prompt, AdaFuse (tau 0.7, M 3, B 1) ms per committed token (the mean over the models
-of their new tokens, as in bench_gpu.py) on the fast path (ADAFUSE_FAST=1, the same as auto on CUDA;
-on CPU it runs the fast path's eager form for supported models) and on the eager path (ADAFUSE_FAST=0),
+of their new tokens, as in bench_gpu.py) on the fast path (fast="on", the same as "auto" on CUDA;
+on CPU it runs the fast path's eager form for supported models) and on the eager path (fast="off"),
 words per round, forward passes per committed token per model, rounds, stop reason, and whether
 both paths gave the same text (reported, not asserted). Ratios: AdaFuse fast / sum of the members'
 optimized greedy, / sum of their hf_dynamic greedy, / sum of their weight-bandwidth limits (weight
@@ -36,6 +36,7 @@ rewritten after every measurement, so a run cut short keeps what it measured.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -47,15 +48,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gpu import copy_bandwidth, hf_greedy, sync, with_env  # noqa: E402  (also sets HF_HUB_OFFLINE)
+from bench_gpu import copy_bandwidth, hf_greedy, sync  # noqa: E402  (also sets HF_HUB_OFFLINE)
 
 import adafuse  # noqa: E402
-from adafuse import DecodeConfig, fast  # noqa: E402
+from adafuse import DecodeConfig, Execution, fast  # noqa: E402
 
 TASKS_FILE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "tasks.json"
 DEFAULT_PAIRS = ["gemma3-270m,qwen2.5-coder-0.5b-instruct", "smollm2-135m-instruct,gemma3-270m"]
-FAST_ENV = {"ADAFUSE_FAST": "1", "ADAFUSE_CUDA_GRAPHS": "1", "ADAFUSE_PARALLEL": "auto"}
-EAGER_ENV = {"ADAFUSE_FAST": "0", "ADAFUSE_PARALLEL": "0"}
+FAST = Execution(fast="on")
+EAGER = Execution(fast="off", parallel="off")
 ADAFUSE_CFG = dict(tau=0.7, max_words=3, branches=1)
 
 
@@ -155,20 +156,20 @@ def hf_static(lm, prompt: str, new: int, reps: int, compile_: bool) -> dict:
             "compiled": hasattr(lm.model, "_compiled_call")}
 
 
-def engine_path(lm, env: dict) -> str:
-    """The path adafuse.generate takes for `lm` under `env` (what fast.claim decides)."""
-    if not with_env(env, lambda: fast.enabled(lm)):
+def engine_path(lm, execution: Execution) -> str:
+    """The path adafuse.generate takes for `lm` under `execution` (what fast.claim decides)."""
+    if not fast.enabled(lm, execution.fast):
         return "eager"
     engine = getattr(lm, "_fast_engine", None)
     if engine is None:
         return "fast?"
-    graphs = with_env(env, engine.use_graphs) and bool(engine.graphs)
+    graphs = engine.use_graphs() and bool(engine.graphs)
     return "fast" + ("+graphs" if graphs else "") + ("+compiled-ops" if engine.ops.compiled else "")
 
 
 def engine_greedy(lm, prompt: str, new: int, reps: int) -> dict:
-    cfg = DecodeConfig(mode="greedy", max_new_tokens=new)
-    run = lambda: with_env(FAST_ENV, lambda: adafuse.generate([lm], prompt, cfg))  # noqa: E731
+    cfg = DecodeConfig(mode="greedy", max_new_tokens=new, execution=FAST)
+    run = lambda: adafuse.generate([lm], prompt, cfg)  # noqa: E731
     for _ in range(2):
         run()
     runs = []
@@ -178,7 +179,7 @@ def engine_greedy(lm, prompt: str, new: int, reps: int) -> dict:
         tokens = max(1, sum(out["trace"].stats.new_tokens.values()))
         runs.append((1000 * seconds / tokens, out["trace"]))
     ms, trace = median_run(runs)
-    return {"ms_per_token": ms, "all_ms_per_token": [r[0] for r in runs], "path": engine_path(lm, FAST_ENV),
+    return {"ms_per_token": ms, "all_ms_per_token": [r[0] for r in runs], "path": engine_path(lm, FAST),
             "new_tokens": sum(trace.stats.new_tokens.values()), "stop_reason": trace.stats.stop_reason}
 
 
@@ -206,10 +207,10 @@ def bandwidth(device: torch.device) -> float:
 
 # --- pairs --------------------------------------------------------------------------------------
 
-def adafuse_run(lms, prompt: str, new: int, reps: int, env: dict) -> dict:
-    cfg = DecodeConfig(max_new_tokens=new, **ADAFUSE_CFG)
-    run = lambda: with_env(env, lambda: adafuse.generate(lms, prompt, cfg))  # noqa: E731
-    for _ in range(2 if env is FAST_ENV else 1):   # graphs are captured per row slot: 2 warm-ups
+def adafuse_run(lms, prompt: str, new: int, reps: int, execution: Execution) -> dict:
+    cfg = DecodeConfig(max_new_tokens=new, execution=execution, **ADAFUSE_CFG)
+    run = lambda: adafuse.generate(lms, prompt, cfg)  # noqa: E731
+    for _ in range(2 if execution is FAST else 1):   # graphs are captured per row slot: 2 warm-ups
         run()
     runs = []
     for _ in range(reps):
@@ -221,7 +222,7 @@ def adafuse_run(lms, prompt: str, new: int, reps: int, env: dict) -> dict:
     tokens = statistics.mean(trace.stats.new_tokens.values())
     words = trace.words_per_round()
     return {"ms_per_token": ms, "all_ms_per_token": [r[0] for r in runs],
-            "path": {lm.name: engine_path(lm, env) for lm in lms}, "committed_tokens": tokens,
+            "path": {lm.name: engine_path(lm, execution) for lm in lms}, "committed_tokens": tokens,
             "new_tokens": dict(trace.stats.new_tokens), "rounds": len(trace.rounds),
             "words_per_round": statistics.mean(words) if words else 0.0,
             "words_histogram": {w: words.count(w) / len(words) for w in sorted(set(words))},
@@ -293,7 +294,7 @@ def report(res: dict) -> None:
             row(f"{m}: bandwidth limit", [bw for _ in tasks])
         fast_paths = {p for t in tasks for p in per_task[t].get("fast", {}).get("path", {}).values()}
         row(f"AdaFuse, fast path [{','.join(sorted(fast_paths))}]", [ms(per_task[t].get("fast")) for t in tasks])
-        row("AdaFuse, eager path (ADAFUSE_FAST=0)", [ms(per_task[t].get("eager")) for t in tasks])
+        row('AdaFuse, eager path (fast="off")', [ms(per_task[t].get("eager")) for t in tasks])
         for k in ("fast/sum_optimized_greedy", "fast/sum_hf_dynamic_greedy", "eager/sum_hf_dynamic_greedy",
                   "fast/sum_bandwidth_limits"):
             row(f"**ratio AdaFuse {k}**", [res["ratios"].get(key, {}).get(t, {}).get(k) for t in tasks])
@@ -351,7 +352,7 @@ def main() -> None:
     res = {"info": {"device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else "CPU",
                     "torch": torch.__version__, "transformers": __import__("transformers").__version__,
                     "new_tokens": args.new_tokens, "reps": args.reps, "argv": sys.argv[1:],
-                    "adafuse": dict(ADAFUSE_CFG), "fast_env": FAST_ENV, "eager_env": EAGER_ENV},
+                    "adafuse": dict(ADAFUSE_CFG), "fast": dataclasses.asdict(FAST), "eager": dataclasses.asdict(EAGER)},
            "prompts": {t: {k: v for k, v in p.items() if k != "prompt"} for t, p in prompts.items()},
            "load": {}, "bandwidth": {}, "greedy": {}, "adafuse": {}, "ratios": {}}
 
@@ -412,9 +413,9 @@ def main() -> None:
         for task, p in prompts.items():
             log(f"AdaFuse {key} / {task}")
             a = res["adafuse"][key][task] = {}
-            for path, env in (("fast", FAST_ENV), ("eager", EAGER_ENV)):
+            for path, execution in (("fast", FAST), ("eager", EAGER)):
                 a[path] = attempt(f"{path} path",
-                                  lambda: adafuse_run(members, p["prompt"], args.new_tokens, args.reps, env))
+                                  lambda: adafuse_run(members, p["prompt"], args.new_tokens, args.reps, execution))
             if "text" in a["fast"] and "text" in a["eager"]:
                 a["same_text_fast_eager"] = a["fast"]["text"] == a["eager"]["text"]
                 a["first_difference"] = first_difference(a["fast"]["text"], a["eager"]["text"])

@@ -25,9 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import adafuse  # noqa: E402
-from adafuse import DecodeConfig, fast, parallel  # noqa: E402
+from adafuse import DecodeConfig, Execution, fast, parallel  # noqa: E402
 from adafuse.state import start  # noqa: E402
-from bench_gpu import with_env  # noqa: E402
 
 
 def main() -> int:
@@ -58,9 +57,9 @@ def main() -> int:
         del probes   # they own the models' fast engines
         prompt = "The history of the city begins with a small settlement on the river, where"
         for tau, branches in ((0.7, 1), (0.0, 1), (0.5, 3)):
-            cfg_d = DecodeConfig(tau=tau, branches=branches, max_new_tokens=32)
-            concurrent = with_env({"ADAFUSE_PARALLEL": "auto"}, lambda: adafuse.generate(lms, prompt, cfg_d))
-            sequential = with_env({"ADAFUSE_PARALLEL": "0"}, lambda: adafuse.generate(lms, prompt, cfg_d))
+            cfg_d = dict(tau=tau, branches=branches, max_new_tokens=32)
+            concurrent = adafuse.generate(lms, prompt, DecodeConfig(**cfg_d))
+            sequential = adafuse.generate(lms, prompt, DecodeConfig(**cfg_d, execution=Execution(parallel="off")))
             same = concurrent.text == sequential.text
             print(f"tau {tau} B {branches}: concurrent == sequential {same}; forwards "
                   f"{concurrent.stats.forward_passes}")
@@ -80,14 +79,14 @@ def check_prefill(lm) -> list[str]:
     for n in (700, 1100):
         prompt = " ".join(words[i % len(words)] for i in range(n))
         prompt = lm.tokenizer.decode(lm.tokenizer(prompt, add_special_tokens=False).input_ids[:n - 1])
-        def prefill_and_decode():
-            state = start(lm, "prefill", prompt, "raw")
+        def prefill_and_decode(execution: Execution):
+            state = start(lm, "prefill", prompt, "raw", execution=execution)
             logprobs, n_ids = state.next_logprobs.float(), len(state.ids)
             del state   # it owns the model's fast engine
-            return logprobs, n_ids, adafuse.generate([lm], prompt, DecodeConfig(mode="greedy", max_new_tokens=8)).text
+            cfg = DecodeConfig(mode="greedy", max_new_tokens=8, execution=execution)
+            return logprobs, n_ids, adafuse.generate([lm], prompt, cfg).text
 
-        got = {graphs: with_env({"ADAFUSE_CUDA_GRAPHS": graphs}, prefill_and_decode) for graphs in ("1", "0")}
-        (a, n_ids, text_a), (b, _, text_b) = got["1"], got["0"]
+        (a, n_ids, text_a), (b, _, text_b) = (prefill_and_decode(Execution(cuda_graphs=graphs)) for graphs in (True, False))
         finite = torch.isfinite(b)
         err = float((a[finite].exp() - b[finite].exp()).norm() / b[finite].exp().norm())
         ok = err < 0.05 and int(a.argmax()) == int(b.argmax())

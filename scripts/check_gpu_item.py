@@ -47,15 +47,16 @@ def next_word(lm, prompt: str, previous: str | None) -> dict:
     return out
 
 
-def decode(lms, task, prompt: str, previous: str | None, branches: int, prompt_cache: bool) -> dict:
+def decode(lms, task, prompt: str, previous: str | None, branches: int, prompt_cache: bool,
+           execution: adafuse.Execution) -> dict:
     cfg = adafuse.DecodeConfig(tau=0.7, max_words=3, branches=branches, max_new_tokens=128,
-                               stop=tuple(task.spec.stop))
+                               stop=tuple(task.spec.stop), execution=execution)
     cache = None
     if prompt_cache:
         cache = adafuse.PromptCache()
         if previous is not None:   # as the harness: the previous item's prompt is in the cache
-            adafuse.state.start(lms[0], lms[0].name, previous, "raw", cache)
-            adafuse.state.start(lms[1], lms[1].name, previous, "raw", cache)
+            adafuse.state.start(lms[0], lms[0].name, previous, "raw", cache, execution)
+            adafuse.state.start(lms[1], lms[1].name, previous, "raw", cache, execution)
     t0 = time.perf_counter()
     trace = adafuse.generate(lms, prompt, cfg, prompt_cache=cache)
     first = trace.rounds[0]
@@ -98,13 +99,13 @@ def main() -> None:
                 for lm in lms:
                     emit({"device": device, "item": line, "model": lm.name, **next_word(lm, prompt, previous)})
                 for fast in ("on", "off"):
-                    os.environ["ADAFUSE_FAST"] = "auto" if fast == "on" else "0"   # read per request
+                    execution = adafuse.Execution(fast="auto" if fast == "on" else "off")
                     for b in [int(x) for x in args.branches.split(",")]:
                         for prompt_cache in (True, False):
                             for rep in range(args.repeats):
                                 emit({"device": device, "item": line, "B": b, "fast": fast,
                                       "prompt_cache": prompt_cache, "repeat": rep,
-                                      **decode(lms, task, prompt, previous, b, prompt_cache)})
+                                      **decode(lms, task, prompt, previous, b, prompt_cache, execution)})
             del lms
 
 

@@ -3,8 +3,8 @@
     python3 scripts/profile_gpu_round.py [--assets .gpu_assets] [--new-tokens 64] [--out DIR]
 
 The random-weight Llama-3.1-8B and Mistral-7B shapes of scripts/bench_gpu.py on one GPU, tau 0.7,
-M 3, B 1, the fast path, after a warm-up decode (graphs captured). For the models in turn
-(ADAFUSE_PARALLEL=0) and in threads on streams of their own (the default), it prints per committed
+M 3, B 1, the fast path, after two warm-up decodes (graphs captured for every row slot). For the models in turn
+(Execution(parallel="off")) and in threads on streams of their own (the default), it prints per committed
 token: wall time; GPU time, as the sum of kernel and copy durations and as the union of their
 intervals (busy time: the difference is time two streams ran at once); GPU idle time; and the host
 calls that wait or launch (stream syncs, graph launches, copies), by thread. DIR gets the Chrome
@@ -13,6 +13,7 @@ traces. Not a benchmark: the profiler itself slows the host side.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -26,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import adafuse  # noqa: E402
-from adafuse import DecodeConfig  # noqa: E402
-from bench_gpu import TEXT, build, with_env  # noqa: E402
+from adafuse import DecodeConfig, Execution  # noqa: E402
+from bench_gpu import TEXT, build  # noqa: E402
 
 HOST_CALLS = ("cudaStreamSynchronize", "cudaGraphLaunch", "cudaMemcpyAsync", "cudaLaunchKernel",
               "cudaEventSynchronize", "cudaDeviceSynchronize", "cudaStreamWaitEvent")
@@ -44,14 +45,15 @@ def busy_ms(intervals: list[tuple[float, float]]) -> float:
     return total / 1000
 
 
-def profile(lms, prompt: str, cfg: DecodeConfig, env: dict, out: Path | None, label: str,
+def profile(lms, prompt: str, cfg: DecodeConfig, out: Path | None, label: str,
             with_stack: bool = False) -> dict:
     from torch.profiler import ProfilerActivity, profile as torch_profile
-    with_env(env, lambda: adafuse.generate(lms, prompt, cfg))   # warm: graphs, buffers
+    for _ in range(2):   # warm: graphs (one per batch-row slot, as bench_gpu), buffers
+        adafuse.generate(lms, prompt, cfg)
     torch.cuda.synchronize()
     with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=with_stack) as prof:
         t = time.perf_counter()
-        trace = with_env(env, lambda: adafuse.generate(lms, prompt, cfg))
+        trace = adafuse.generate(lms, prompt, cfg)
         torch.cuda.synchronize()
         wall = time.perf_counter() - t
     if out:   # xz: a trace of ~200 graph replays is tens of MB as JSON
@@ -99,16 +101,16 @@ def main() -> None:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     res = {}
-    fast = {"ADAFUSE_FAST": "auto", "ADAFUSE_CUDA_GRAPHS": "1"}
+    in_turn = dataclasses.replace(cfg, execution=Execution(parallel="off"))
     # the anchor's own host gaps: one model's greedy decoding on the same engine
     greedy = DecodeConfig(mode="greedy", max_new_tokens=args.new_tokens)
-    runs = [("greedy_llama", lms[:1], greedy, {**fast, "ADAFUSE_PARALLEL": "0"}, False),
-            ("sequential", lms, cfg, {**fast, "ADAFUSE_PARALLEL": "0"}, False),
-            ("threads", lms, cfg, {**fast, "ADAFUSE_PARALLEL": "auto"}, False)]
+    runs = [("greedy_llama", lms[:1], greedy, False),
+            ("sequential", lms, in_turn, False),
+            ("threads", lms, cfg, False)]
     if args.with_stack:
-        runs.append(("threads_stack", lms, cfg, {**fast, "ADAFUSE_PARALLEL": "auto"}, True))
-    for label, models, run_cfg, env, stack in runs:
-        res[label] = profile(models, prompt, run_cfg, env, args.out, label, stack)
+        runs.append(("threads_stack", lms, cfg, True))
+    for label, models, run_cfg, stack in runs:
+        res[label] = profile(models, prompt, run_cfg, args.out, label, stack)
         print(label, json.dumps(res[label], indent=1), flush=True)
     if args.out:
         (args.out / "profile_gpu_round.json").write_text(json.dumps(res, indent=1))

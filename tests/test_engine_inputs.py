@@ -24,6 +24,10 @@ from adafuse.cli import main as cli_main
     (dict(mode="beam"), "mode"),
     (dict(prompt_format="xml"), "prompt format"),
     (dict(stop=("",)), "stop"),
+    (dict(execution=adafuse.Execution(fast="yes")), "fast must be one of auto, on, off"),
+    (dict(execution=adafuse.Execution(parallel=1)), "parallel must be one of"),
+    (dict(execution=adafuse.Execution(cuda_graphs="off")), "cuda_graphs must be True or False"),
+    (dict(execution={"fast": "off"}), "execution must be an Execution"),
 ])
 def test_bad_settings_are_named(smol, kwargs, message):
     with pytest.raises(InputError, match=message):

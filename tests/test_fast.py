@@ -6,45 +6,43 @@ import pytest
 import torch
 
 import adafuse
-from adafuse import DecodeConfig, fast
+from adafuse import DecodeConfig, Execution, fast
 from adafuse.state import start
+
+FORCED = Execution(fast="on")   # the fast path on CPU too (its eager form)
 
 PROMPTS = ["Question: what is the capital of australia\nAnswer:",
            "The three primary colours are"]
 
 
-def test_off_on_cpu_by_default(smol, gemma, monkeypatch):
-    monkeypatch.delenv("ADAFUSE_FAST", raising=False)
+def test_off_on_cpu_by_default(smol, gemma):
     assert fast.supported(smol) and fast.supported(gemma)
     assert not fast.enabled(smol) and not fast.enabled(gemma)
     assert not isinstance(start(smol, "s", PROMPTS[0], "raw").cache, fast.FastCache)
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["smollm2", "gemma3"])
-def test_forced_fast_single_model_equals_hf_generate(lms, which, monkeypatch):
+def test_forced_fast_single_model_equals_hf_generate(lms, which):
     """Invariant (a) on the fast path: one model, B=1 gives exactly HF's greedy tokens (Gemma-3:
     its sliding layers, local RoPE, norms and 262k vocabulary on real weights)."""
-    monkeypatch.setenv("ADAFUSE_FAST", "1")
     lm = lms[which]
-    assert isinstance(start(lm, "s", PROMPTS[0], "raw").cache, fast.FastCache)
+    assert isinstance(start(lm, "s", PROMPTS[0], "raw", execution=FORCED).cache, fast.FastCache)
     for prompt in PROMPTS:
         ids = lm.tokenizer(prompt, return_tensors="pt").input_ids
         with torch.inference_mode():
             out = lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
                                     do_sample=False, pad_token_id=lm.eos_id)
         expected = [t for t in out[0, ids.shape[1]:].tolist() if t not in lm.vocab.eos_ids]
-        trace = adafuse.generate([lm], prompt, DecodeConfig(max_new_tokens=12))
+        trace = adafuse.generate([lm], prompt, DecodeConfig(max_new_tokens=12, execution=FORCED))
         committed = [t for r in trace.rounds for t in r.winner.token_ids[lm.name] if t not in lm.vocab.eos_ids]
         assert committed == expected, prompt
 
 
 @pytest.mark.parametrize("tau,branches", [(0.7, 2), (1.5, 1)])
-def test_forced_fast_pair_equals_eager(lms, monkeypatch, tau, branches):
-    cfg = DecodeConfig(tau=tau, max_words=3, branches=branches, max_new_tokens=12)
-    monkeypatch.setenv("ADAFUSE_FAST", "0")
-    eager = adafuse.generate(lms, PROMPTS[0], cfg)
-    monkeypatch.setenv("ADAFUSE_FAST", "1")
-    fastrun = adafuse.generate(lms, PROMPTS[0], cfg)
+def test_forced_fast_pair_equals_eager(lms, tau, branches):
+    cfg = dict(tau=tau, max_words=3, branches=branches, max_new_tokens=12)
+    eager = adafuse.generate(lms, PROMPTS[0], DecodeConfig(**cfg, execution=Execution(fast="off")))
+    fastrun = adafuse.generate(lms, PROMPTS[0], DecodeConfig(**cfg, execution=FORCED))
     assert fastrun.text == eager.text
     assert fastrun.stats.forward_passes == eager.stats.forward_passes
     for a, b in zip(eager.rounds, fastrun.rounds):
@@ -54,15 +52,14 @@ def test_forced_fast_pair_equals_eager(lms, monkeypatch, tau, branches):
                 assert abs(ca.nll[name] - cb.nll[name]) < 1e-4
 
 
-def test_engine_busy_falls_back_to_eager(smol, monkeypatch):
+def test_engine_busy_falls_back_to_eager(smol):
     """One request at a time owns a model's static buffers; a concurrent one decodes eagerly."""
-    monkeypatch.setenv("ADAFUSE_FAST", "1")
-    first = start(smol, "a", PROMPTS[0], "raw")
-    second = start(smol, "b", PROMPTS[1], "raw")
+    first = start(smol, "a", PROMPTS[0], "raw", execution=FORCED)
+    second = start(smol, "b", PROMPTS[1], "raw", execution=FORCED)
     assert isinstance(first.cache, fast.FastCache)
     assert not isinstance(second.cache, fast.FastCache)
     del first, second
-    assert isinstance(start(smol, "c", PROMPTS[1], "raw").cache, fast.FastCache)
+    assert isinstance(start(smol, "c", PROMPTS[1], "raw", execution=FORCED).cache, fast.FastCache)
 
 
 # --- the fast forward against transformers', per family, on tiny random configs ---------------
@@ -126,16 +123,15 @@ def assert_matches(fast_logits: torch.Tensor, ref: torch.Tensor) -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "gemma3_text"])
-def test_fast_forward_matches_hf_per_family(family, device, monkeypatch):
+def test_fast_forward_matches_hf_per_family(family, device):
     """Prefill, greedy decode steps, a 2-row 3-token scoring forward, a rollback to a scored row
     and a crop: each forward's logits equal HF's eager forward over the same whole sequence."""
-    monkeypatch.setenv("ADAFUSE_FAST", "1")
     lm = tiny_lm(family, device)
     assert fast.supported(lm)
     owner = _Owner()
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(0, 96, (12,), generator=gen).tolist()
-    main = fast.claim(lm, owner, len(ids))
+    main = fast.claim(lm, owner, len(ids), FORCED)
     with torch.inference_mode():
         assert_matches(main.forward(torch.tensor([ids]))[0], hf_logits(lm, ids))
         for _ in range(5):                                            # decode steps
@@ -169,14 +165,13 @@ def test_prefill_in_graph_chunks_matches_hf(monkeypatch):
             logits = self.engine._forward(input_ids, self.row0, position, 0)
             return logits[:, last:last + 1] if self.last else logits
 
-    monkeypatch.setenv("ADAFUSE_FAST", "1")
     monkeypatch.setattr(fast, "_Graph", EagerGraph)
     monkeypatch.setattr(fast.FastEngine, "use_graphs", lambda self: True)
     lm = tiny_lm("llama")
     gen = torch.Generator().manual_seed(2)
     for n in (700, 1100):   # 512 + 188 (a 256 bucket); 512 + 512 + 76 (a 128 bucket)
         ids = torch.randint(0, 96, (n,), generator=gen).tolist()
-        main = fast.claim(lm, _Owner(), n)
+        main = fast.claim(lm, _Owner(), n, FORCED)
         main.engine.stream = "no CUDA stream: the graphs here are eager"
         with torch.inference_mode():
             got = main.forward(torch.tensor([ids]), logits_to_keep=1)
@@ -187,16 +182,15 @@ def test_prefill_in_graph_chunks_matches_hf(monkeypatch):
         assert set(main.engine.graphs) >= {(0, 1, 512, "last")}
 
 
-def test_stacked_projections_share_the_models_weights(monkeypatch):
+def test_stacked_projections_share_the_models_weights():
     """The fast forward runs q, k, v (with Qwen2's biases) and gate, up as one matmul each over
     stacked weights; the model's own layers then read views of them: no second copy, and HF's
     forward gives the same logits, bit for bit."""
-    monkeypatch.setenv("ADAFUSE_FAST", "1")
     lm = tiny_lm("qwen2")
     ids = list(range(3, 15))
     before = hf_logits(lm, ids)
     n_bytes = sum(p.numel() * p.element_size() for p in lm.model.parameters())
-    main = fast.claim(lm, _Owner(), len(ids))
+    main = fast.claim(lm, _Owner(), len(ids), FORCED)
     engine = main.engine
     for layer, qkv, gate_up in zip(lm.model.model.layers, engine.qkv, engine.gate_up):
         attn = layer.self_attn
@@ -217,7 +211,9 @@ def test_decode_after_compare_scoring_gets_the_fast_cache(lms, monkeypatch):
     the baselines it decodes; the scorer must not hold the models' fast engines, or every baseline
     would decode on the eager path and the compared timings would mix paths."""
     from adafuse.ui.scoring import OutputScorer
-    monkeypatch.setenv("ADAFUSE_FAST", "1")
+    # as on a GPU, where "auto" means the fast path: a scorer that took the default would claim it
+    real_enabled = fast.enabled
+    monkeypatch.setattr(fast, "enabled", lambda lm, mode="auto": real_enabled(lm, "on" if mode == "auto" else mode))
     scorer = OutputScorer(lms, PROMPTS[0])
     objective, per_model = scorer.objective(" Canberra.")
     assert set(per_model) == {lm.name for lm in lms} and 0 < objective < 20

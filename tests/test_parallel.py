@@ -1,24 +1,22 @@
 """Models in threads (adafuse/parallel.py): a decode whose models propose and score in a thread each
 gives exactly the decode that runs them in turn. On the GPU each thread also has a CUDA stream of
-its own (checked there by scripts/check_gpu_fast_path.py); here, on CPU, ADAFUSE_PARALLEL=1 forces
-the threads, which exercises the round's concurrent steps and their merge."""
+its own (checked there by scripts/check_gpu_fast_path.py); here, on CPU, Execution(parallel="on")
+forces the threads, which exercises the round's concurrent steps and their merge."""
 import threading
 
 import pytest
 
 import adafuse
-from adafuse import DecodeConfig, parallel
+from adafuse import DecodeConfig, Execution, parallel
 
 PROMPT = "Question: what is the capital of Australia?\nAnswer:"
 
 
 @pytest.mark.parametrize("branches", [1, 3])
 def test_models_in_threads_decode_exactly_as_in_turn(lms, monkeypatch, branches):
-    cfg = DecodeConfig(tau=0.7, max_words=3, branches=branches, max_new_tokens=16)
-    monkeypatch.setenv("ADAFUSE_PARALLEL", "0")
-    in_turn = adafuse.generate(lms, PROMPT, cfg)
+    cfg = dict(tau=0.7, max_words=3, branches=branches, max_new_tokens=16)
+    in_turn = adafuse.generate(lms, PROMPT, DecodeConfig(**cfg, execution=Execution(parallel="off")))
 
-    monkeypatch.setenv("ADAFUSE_PARALLEL", "1")
     threads_seen = set()
     real_map = parallel._map
 
@@ -26,7 +24,7 @@ def test_models_in_threads_decode_exactly_as_in_turn(lms, monkeypatch, branches)
         return real_map(lambda *a: (threads_seen.add(threading.current_thread().name), fn(*a))[1],
                         models, threads, calls)
     monkeypatch.setattr(parallel, "_map", spy)
-    threaded = adafuse.generate(lms, PROMPT, cfg)
+    threaded = adafuse.generate(lms, PROMPT, DecodeConfig(**cfg, execution=Execution(parallel="on")))
 
     assert any(name.startswith("adafuse-model") for name in threads_seen), threads_seen
     assert threaded.text == in_turn.text
@@ -36,8 +34,6 @@ def test_models_in_threads_decode_exactly_as_in_turn(lms, monkeypatch, branches)
         assert [c.score for c in a.candidates] == pytest.approx([c.score for c in b.candidates], abs=1e-6)
 
 
-def test_the_default_keeps_cpu_models_in_turn(lms, monkeypatch):
-    monkeypatch.delenv("ADAFUSE_PARALLEL", raising=False)
+def test_the_default_keeps_cpu_models_in_turn(lms):
     assert not parallel.use_threads([lm.device for lm in lms], all_fast=True)
-    monkeypatch.setenv("ADAFUSE_PARALLEL", "1")
-    assert parallel.use_threads([lm.device for lm in lms], all_fast=False)
+    assert parallel.use_threads([lm.device for lm in lms], all_fast=False, mode="on")

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -17,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..config import unescape_stop
+from ..config import add_execution_arguments, execution_from_arguments, unescape_stop
 from ..errors import AdafuseError, InputError
 from . import memory, merge, report, runner, tasks as tasks_mod
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "i mod count, so more processes than GPUs share them; a named device is used by all")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--trust-remote-code", action="store_true")
+    add_execution_arguments(p)
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's). On a shared or busy "
                                                 "CPU, 1 can be many times faster than oversubscribed threads")
     p.add_argument("--spm-model", help="SentencePiece model file for spBLEU (default: sacrebleu's cache if present; "
@@ -209,8 +211,10 @@ def _engine(names: list[str], args, device: str) -> tuple[runner.GenerateFn, lis
     # KV is the best one to keep: the next method shares the whole prompt, the next item the shots.
     # One prompt cache per thread: with --batch-items, each batch thread decodes its own item.
     local = threading.local()
+    execution = execution_from_arguments(args)   # how it runs: the same text, so not in a method's settings
 
     def generate(models, prompt, cfg):
+        cfg = dataclasses.replace(cfg, execution=execution)
         if not args.no_prompt_cache and not hasattr(local, "prompt_cache"):
             local.prompt_cache = adafuse.PromptCache()
         return adafuse.generate([by_name[m] for m in models], prompt, cfg,

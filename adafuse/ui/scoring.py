@@ -8,6 +8,7 @@ import math
 
 import torch
 
+from ..config import Execution
 from ..errors import InputError
 from ..score import score
 from ..state import start
@@ -34,7 +35,8 @@ class OutputScorer:
         try:
             state = self._states.get(lm.name)
             if state is None:
-                state = self._states[lm.name] = start(lm, lm.name, self.prompt, self.prompt_format, fast_path=False)
+                state = self._states[lm.name] = start(lm, lm.name, self.prompt, self.prompt_format,
+                                                      execution=Execution(fast="off"))
             if len(state.encode(text)) >= lm.context_length:
                 return float("nan")
             return float(score(state, "", [(text, False)])[0].nll)
