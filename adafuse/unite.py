@@ -43,18 +43,43 @@ def top_k(state: ModelState, k: int) -> list[tuple[str, bool, int, float]]:
     return out
 
 
-def probability(state: ModelState, committed: str, text: str, eos: bool) -> tuple[float, int | None]:
-    """This model's probability of a union token it did not rank in its top-k, and the token id it
-    stands on: the first token of its own tokenization of `text` after the committed output. A
-    text that merges with the model's committed tokens (its tokenization changes an earlier token)
-    has no probability at this position without another forward: 0, as for a token outside the
-    model's view."""
+def stands_on(state: ModelState, committed: str, text: str, eos: bool) -> int | None:
+    """The token id that a union token this model did not rank stands on: EOS, or the first token
+    of its own tokenization of `text` after the committed output. None where the text merges with
+    the model's committed tokens (its tokenization changes an earlier token): such a text has no
+    probability at this position without another forward, and counts 0, as a token outside the
+    model's view does."""
     if eos:
-        return float(state.next_logprobs[state.lm.eos_id].exp()), state.lm.eos_id
+        return state.lm.eos_id
     full, p = encode_candidate(state, committed, text)
     if p < len(state.ids) or len(full) == p:
-        return 0.0, None
-    return float(state.next_logprobs[full[p]].exp()), full[p]
+        return None
+    return full[p]
+
+
+def probability(state: ModelState, committed: str, text: str, eos: bool) -> tuple[float, int | None]:
+    """This model's probability of one union token it did not rank in its top-k, and the id it
+    stands on (the paper's rule for a token its vocabulary splits; 0 and None: stands_on)."""
+    i = stands_on(state, committed, text, eos)
+    return (0.0, None) if i is None else (float(state.next_logprobs[i].exp()), i)
+
+
+def probabilities(state: ModelState, committed: str, union: list[Candidate],
+                  own: dict[tuple[str, bool], tuple[float, int]]) -> tuple[list[float], list[int | None]]:
+    """This model's probability of every union token and the id it stands on: its own top-k entry
+    where it ranked the token, probability() otherwise, the latter read from the device in one copy
+    (one read per token would wait for the GPU some ten times a step)."""
+    probs: list[float | None] = []
+    ids: list[int | None] = []
+    for c in union:
+        p, i = own.get((c.text, c.eos)) or (None, stands_on(state, committed, c.text, c.eos))
+        probs.append(p)
+        ids.append(i)
+    unread = [j for j, (p, i) in enumerate(zip(probs, ids)) if p is None and i is not None]
+    if unread:
+        for j, value in zip(unread, state.next_logprobs[[ids[j] for j in unread]].exp().tolist()):
+            probs[j] = value
+    return [0.0 if p is None else p for p in probs], ids
 
 
 def unite_round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int], committed: str,
@@ -79,11 +104,7 @@ def unite_round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int],
     # 3. Score: each model's probability of every union token, normalised over the union.
     avg = [0.0] * len(union)
     for s, own in zip(states, owns):
-        probs, ids = [], []
-        for c in union:
-            p, i = own.get((c.text, c.eos)) or probability(s, committed, c.text, c.eos)
-            probs.append(p)
-            ids.append(i)
+        probs, ids = probabilities(s, committed, union, own)
         total = sum(probs)
         for j, c in enumerate(union):
             q = probs[j] / total if total > 0 else 1.0 / len(union)
