@@ -18,9 +18,9 @@ The engine's cache operations (kv.py) map onto the buffer without copying much:
 Used only where it is exact in structure (Llama, Mistral, Qwen2 without sliding windows; Gemma-3
 with its sliding-window layers, see Family), on CUDA by default; everywhere else, and with
 Execution(fast="off") (config.py), the engine keeps transformers' eager forward over a DynamicCache
-(which the CPU tests pin to HF generate bit for bit). Every forward keeps all positions' KV, so sliding layers
-are a mask, not a ring buffer: crop and rollback stay length changes. On CUDA its attention runs
-in batch.SAFE_CUDA_KERNELS, as the eager path's does.
+(which the CPU tests pin to HF generate bit for bit). Every forward keeps all positions' KV, so
+sliding layers are a mask, not a ring buffer: crop and rollback stay length changes. On CUDA its
+attention runs in batch.SAFE_CUDA_KERNELS, as the eager path's does.
 fast="on" also enables it on CPU (eager, no graphs: for tests); cuda_graphs=False keeps the static
 cache but runs every forward eagerly, compile=False leaves the ops unfused (both for measurement).
 """

@@ -143,6 +143,27 @@ def test_cli_generate_json_and_errors(capsys):
     assert "not a preset" in capsys.readouterr().err
 
 
+def test_cli_execution_flags_reach_the_decode_and_keep_its_text(lms, monkeypatch, capsys):
+    """--fast-path on --parallel on: the fast path's eager form and a thread per model, on CPU; the
+    same text as the defaults (which keep both off on CPU)."""
+    import adafuse.decode
+    import adafuse.models
+    monkeypatch.setattr(adafuse.models, "load_models", lambda names, **kw: lms)
+    seen = []
+    real = adafuse.decode.generate
+    monkeypatch.setattr(adafuse.decode, "generate", lambda lms_, prompt, cfg: seen.append(cfg) or real(lms_, prompt, cfg))
+    texts = []
+    for flags in ([], ["--fast-path", "on", "--parallel", "on"]):
+        assert cli_main(["generate", "--prompt", "The capital of France is", "--max-new-tokens", "8", "--json"]
+                        + flags) == 0
+        texts.append(json.loads(capsys.readouterr().out)["text"])
+    assert [c.execution for c in seen] == [adafuse.Execution(), adafuse.Execution(fast="on", parallel="on")]
+    assert texts[0] == texts[1] and texts[0]
+    with pytest.raises(SystemExit) as exit_:   # argparse refuses it, naming the choices
+        cli_main(["generate", "--prompt", "Hi", "--parallel", "always"])
+    assert exit_.value.code == 2 and "invalid choice: 'always'" in capsys.readouterr().err
+
+
 def test_cli_bracketed_output(capsys):
     assert cli_main(["generate", "--prompt", "Question: who wrote Hamlet?\nAnswer:", "--max-new-tokens", "8",
                      "--stop", "\\nQuestion:", "--device", "cpu"]) == 0
