@@ -61,6 +61,30 @@ background() {   # background STEP [REPO]: run REPO's (default $R) copy of this 
   sleep 2; echo "started $1"
 }
 
+from_checkout() {   # from_checkout STEP TASKS MODEL...: the MODELs' GGUFs out of the stream, then
+  # STEP-bg detached, from a copy of this checkout ($N), with TASKS saved for it
+  local step=$1 tasks=$2; shift 2
+  extract "$@"
+  rm -rf $N && mkdir -p $N && cp -r adafuse scripts assets app.py $N/
+  echo "$tasks" > $RUNS/$step.tasks
+  background $step-bg $N
+}
+
+pair_evals() {   # pair_evals NAME PORT METHODS MODEL...: the MODELs installed, then METHODS on NAME.tasks
+  # from $N into $RUNS/NAME, 200 items: the tasks other than GSM8K in one run (PROCS_MAIN processes),
+  # GSM8K at its budget of 128 tokens in another (PROCS_GSM8K), side by side
+  local name=$1 port=$2 methods=$3 m tasks main args; shift 3
+  cd $N && for m in "$@"; do python3 scripts/device_cache.py unpack $X --models $m & done; wait
+  tasks=$(cat $RUNS/$name.tasks)
+  args="--models $(echo "$@" | tr ' ' ,) --methods $methods --limit 200 --device auto --dtype float32 --threads 1 --no-progress"
+  main=$(echo ,$tasks, | sed 's/,gsm8k,/,/; s/^,//; s/,$//')
+  [[ -n $main ]] && $(launch ${PROCS_MAIN:-7}) --main_process_port $port -m adafuse eval $args \
+    --task $main --out $RUNS/$name/main > $RUNS/$name-main.log 2>&1 &
+  [[ ,$tasks, == *,gsm8k,* ]] && $(launch ${PROCS_GSM8K:-8}) --main_process_port $((port + 1)) -m adafuse eval $args \
+    --task gsm8k --max-new-tokens 128 --out $RUNS/$name/gsm8k > $RUNS/$name-gsm8k.log 2>&1 &
+  wait
+}
+
 case $1 in
   init)
     mkdir -p $X $RUNS && tar -xzf .xfer/base.tgz -C $X
@@ -120,38 +144,16 @@ case $1 in
     wait ;;
   after)   # after TASKS (a lease with init + append x6: SmolLM2 and Gemma only) from this checkout,
     # in the background: issue 15's after runs of the SmolLM2 + Gemma pair on TASKS into $RUNS/after
-    extract $SMOL $GEMMA
-    rm -rf $N && mkdir -p $N && cp -r adafuse scripts assets app.py $N/
-    echo "$2" > $RUNS/after.tasks
-    background after-bg $N ;;
+    from_checkout after "$2" $SMOL $GEMMA ;;
   after-bg)
-    cd $N && for m in $SMOL $GEMMA; do python3 scripts/device_cache.py unpack $X --models $m & done; wait
-    tasks=$(cat $RUNS/after.tasks)
-    args="--models $SMOL,$GEMMA --methods adafuse --limit 200 --device auto --dtype float32 --threads 1 --no-progress"
-    main=$(echo ,$tasks, | sed 's/,gsm8k,/,/; s/^,//; s/,$//')
-    [[ -n $main ]] && $(launch ${PROCS_AFTER:-8}) --main_process_port 29520 -m adafuse eval $args \
-      --task $main --out $RUNS/after/main > $RUNS/after-main.log 2>&1 &
-    [[ ,$tasks, == *,gsm8k,* ]] && $(launch ${PROCS_AFTER_GSM8K:-8}) --main_process_port 29521 -m adafuse eval $args \
-      --task gsm8k --max-new-tokens 128 --out $RUNS/after/gsm8k > $RUNS/after-gsm8k.log 2>&1 &
-    wait ;;
+    pair_evals after 29520 adafuse $SMOL $GEMMA ;;
   baselines)   # baselines TASKS (a lease with init + appends of a stream of Gemma and Qwen alone, its
     # stream.models saying so): issue 18's baselines on the default pair from this checkout, in the
     # background: AdaFuse, UniTE and each model alone into $RUNS/baselines, GSM8K at its budget
     stream_ok
-    extract $GEMMA $QWEN
-    rm -rf $N && mkdir -p $N && cp -r adafuse scripts assets app.py $N/
-    echo "$2" > $RUNS/baselines.tasks
-    background baselines-bg $N ;;
+    from_checkout baselines "$2" $GEMMA $QWEN ;;
   baselines-bg)
-    cd $N && for m in $GEMMA $QWEN; do python3 scripts/device_cache.py unpack $X --models $m & done; wait
-    tasks=$(cat $RUNS/baselines.tasks)
-    args="--models $GEMMA,$QWEN --methods adafuse,unite,greedy --limit 200 --device cuda --dtype float32 --threads 1 --no-progress"
-    main=$(echo ,$tasks, | sed 's/,gsm8k,/,/; s/^,//; s/,$//')
-    [[ -n $main ]] && $(launch ${PROCS_MAIN:-7}) --main_process_port 29530 -m adafuse eval $args \
-      --task $main --out $RUNS/baselines/main > $RUNS/baselines-main.log 2>&1 &
-    [[ ,$tasks, == *,gsm8k,* ]] && $(launch ${PROCS_GSM8K:-8}) --main_process_port 29531 -m adafuse eval $args \
-      --task gsm8k --max-new-tokens 128 --out $RUNS/baselines/gsm8k > $RUNS/baselines-gsm8k.log 2>&1 &
-    wait ;;
+    pair_evals baselines 29530 adafuse,unite,greedy $GEMMA $QWEN ;;
   check)   # from the carried tree (not $N): checks a fix made after `fusion`
     PYTHONPATH=.:$PYTHONPATH THREADS=8 python3 scripts/check_gpu_item.py --devices cuda --repeats 1 \
       --out $RUNS/check/alone.jsonl | cut -c1-300 | tail -n 40
