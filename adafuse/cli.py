@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--prompt-file", type=Path, help="read the prompt from this file ('-' for stdin)")
     g.add_argument("--models", default=",".join(DEFAULT_PAIR),
                    help=f"comma-separated presets, HF ids or local dirs (default: {','.join(DEFAULT_PAIR)})")
-    g.add_argument("--mode", default="adafuse", choices=["adafuse", "fixed", "greedy", "unite"])
+    g.add_argument("--mode", default="adafuse", choices=["adafuse", "fixed", "greedy", "unite", "gac"])
     g.add_argument("--tau", type=float, default=0.7, help="margin threshold in [0, 1] (default 0.7)")
     g.add_argument("--max-words", type=int, default=3, help="M: most words per span (default 3)")
     g.add_argument("--branches", type=int, default=1, help="B: branches at an uncertain word (default 1)")

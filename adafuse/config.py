@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from .errors import InputError
 from .stops import END_MARKERS
 
-MODES = ("adafuse", "fixed", "greedy", "unite")
+MODES = ("adafuse", "fixed", "greedy", "unite", "gac")
 PROMPT_FORMATS = ("raw", "chat")
 
 # Upper bounds that keep one request from running away; far above anything useful.
@@ -45,7 +45,7 @@ class Execution:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    mode: str = "adafuse"          # adafuse | fixed | greedy | unite
+    mode: str = "adafuse"          # adafuse | fixed | greedy | unite | gac
     tau: float = 0.7               # margin threshold p(1) - p(2) at a word start
     max_words: int = 3             # M: most words in one model's span per round
     branches: int = 1              # B: alternative words tried at an uncertain word start

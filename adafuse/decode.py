@@ -16,10 +16,12 @@ from .state import PromptCache, start
 from .stops import first_stop
 from .trace import Stats, Trace
 from .unite import unite_round
+from .gac import gac_round
 
 # Each DecodeConfig.mode's round function (adafuse/rounds.py). `fixed` and `greedy` are AdaFuse's
 # round with a fixed number of words (propose.py reads the mode); a new method adds its own entry.
-ROUNDS = {"adafuse": adafuse_round, "fixed": adafuse_round, "greedy": adafuse_round, "unite": unite_round}
+ROUNDS = {"adafuse": adafuse_round, "fixed": adafuse_round, "greedy": adafuse_round, "unite": unite_round,
+          "gac": gac_round}
 
 
 def generate(lms: list[LM], prompt: str, config: DecodeConfig = DecodeConfig(), **kw) -> Trace:

@@ -62,17 +62,21 @@ def candidate_label(c: Candidate) -> str:
     return f"{text} ⏹ cut: {repr(c.dropped)[1:-1]}" if c.dropped else f"{text} ⏹"
 
 
+PROBABILITY_MODES = ("unite", "gac")   # token-level methods: their numbers are -log p
+
+
 def score_columns(mode: str, models: list[str]) -> list[str]:
-    """Headers of the per-model and fused columns. A UniTE step's candidates are tokens and its
-    numbers probabilities (nll = -log p: adafuse/unite.py), shown as such; AdaFuse's are NLLs."""
-    if mode == "unite":
+    """Headers of the per-model and fused columns. A UniTE or GaC step's candidates are tokens and
+    its numbers probabilities (nll = -log p: adafuse/unite.py, gac.py), shown as such; AdaFuse's are
+    NLLs."""
+    if mode in PROBABILITY_MODES:
         return [f"p {short_name(m)}" for m in models] + ["mean p"]
     return [f"NLL {short_name(m)}" for m in models] + ["fused"]
 
 
 def shown(value: float, mode: str) -> float:
     """A per-model or fused number as its column shows it (see score_columns)."""
-    return math.exp(-value) if mode == "unite" and value == value else value
+    return math.exp(-value) if mode in PROBABILITY_MODES and value == value else value
 
 
 def candidate_header_html(models: list[str], with_round: bool = False, mode: str = "adafuse") -> str:
@@ -169,7 +173,7 @@ def candidate_table(trace: Trace | None) -> tuple[list[str], list[list]]:
     """Every round's candidates: proposers, each model's NLL, fused score; the winner marked ✓."""
     models, mode = (trace.models, trace.mode) if trace else ([], "adafuse")
     *per_model, fused = score_columns(mode, models)
-    headers = list(CANDIDATE_COLUMNS) + per_model + [f"{fused}{' score' * (mode != 'unite')}", "words"]
+    headers = list(CANDIDATE_COLUMNS) + per_model + [f"{fused}{' score' * (mode not in PROBABILITY_MODES)}", "words"]
     rows = []
     for rnd in (trace.rounds if trace else []):
         for i, c in enumerate(rnd.candidates):
@@ -201,7 +205,7 @@ def _num(x):
 # The settings each decoding mode reads; the others are in the trace but do not apply to it
 # (an AdaFuse run carries fixed_words=1, which only fixed-length rounds use).
 METHOD_SETTINGS = {"adafuse": ("tau", "max_words", "branches"), "fixed": ("fixed_words",), "unite": ("top_k",),
-                   "greedy": ()}
+                   "gac": (), "greedy": ()}
 
 
 def summary_markdown(trace: Trace, comparison: list | None = None, reference: str = "",

@@ -28,10 +28,12 @@ class Vocab:
     is_eos: torch.Tensor           # bool [size]
     anchor_ids: list[int]          # a context for decoding single tokens (see decode_suffix)
     proposable: torch.Tensor       # bool [size]: text tokens and EOS; never padding or control tokens
+    texts: tuple[str, ...]         # [n_tokens]: each token's text after the anchor ("\ufffd" in a
+                                   # byte of a character split across tokens)
 
     def to(self, device) -> "Vocab":
         return Vocab(self.size, self.n_tokens, self.starts_word.to(device), self.eos_ids, self.is_eos.to(device),
-                     self.anchor_ids, self.proposable.to(device))
+                     self.anchor_ids, self.proposable.to(device), self.texts)
 
     def for_choosing(self, logprobs: torch.Tensor) -> torch.Tensor:
         """`logprobs` with the tokens that may not be proposed at -inf, for picking tokens (argmax,
@@ -51,9 +53,9 @@ def build_vocab(tokenizer, logits_size: int, eos_ids) -> Vocab:
     anchor_ids = tokenizer.encode("a", add_special_tokens=False)[-1:]
     anchor_text = tokenizer.decode(anchor_ids)
     n = min(len(tokenizer), logits_size)
-    texts = tokenizer.batch_decode([anchor_ids + [i] for i in range(n)])
+    texts = tuple(t[len(anchor_text):] for t in tokenizer.batch_decode([anchor_ids + [i] for i in range(n)]))
     starts = torch.zeros(logits_size, dtype=torch.bool)
-    starts[:n] = torch.tensor([t[len(anchor_text):len(anchor_text) + 1].isspace() for t in texts])
+    starts[:n] = torch.tensor([t[:1].isspace() for t in texts])
     eos_ids = tuple(sorted({int(i) for i in eos_ids if i is not None and 0 <= int(i) < logits_size}))
     is_eos = torch.zeros(logits_size, dtype=torch.bool)
     is_eos[list(eos_ids)] = True
@@ -62,7 +64,7 @@ def build_vocab(tokenizer, logits_size: int, eos_ids) -> Vocab:
     proposable[:n] = True
     proposable[[i for i in control_ids(tokenizer) if i < logits_size]] = False
     proposable |= is_eos
-    return Vocab(logits_size, n, starts, eos_ids, is_eos, anchor_ids, proposable)
+    return Vocab(logits_size, n, starts, eos_ids, is_eos, anchor_ids, proposable, texts)
 
 
 def decode_suffix(tokenizer, context_ids: list[int], new_ids: list[int]) -> str:

@@ -127,7 +127,7 @@ def test_compare_returns_every_method_with_metrics(client, qa_run):
     status, cards, plot, table, summary, md_path = client.predict(*run_args(client), api_name="/compare")
     assert status.startswith("**Done.**")
     methods = [row[0] for row in table["data"]]
-    assert methods == ["AdaFuse", f"greedy {A}", f"greedy {B}", "fixed L=1", "fixed L=2", "fixed L=3", "UniTE k=10"]
+    assert methods == ["AdaFuse", f"greedy {A}", f"greedy {B}", "fixed L=1", "fixed L=2", "fixed L=3", "UniTE k=10", "GaC"]
     assert table["headers"][-2:] == ["exact match", "token F1"]
     assert table["data"][0][1] == qa_run[0][5]          # the same AdaFuse output as the run
     assert all(row[2] > 0 for row in table["data"])     # ensemble objective for every method

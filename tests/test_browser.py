@@ -66,10 +66,11 @@ def test_run_an_example_and_inspect_it(page):
 
     # the comparison runs after the run: methods side by side and the Plotly comparison chart
     page.get_by_role("tab", name="Compare").click()
-    expect(page.locator("#compare-cards .af-card").nth(6)).to_be_visible(timeout=600_000)
+    expect(page.locator("#compare-cards .af-card").nth(7)).to_be_visible(timeout=600_000)
     expect(page.locator("#compare-plot .js-plotly-plot")).to_be_visible()
     expect(page.locator("#compare-cards")).to_contain_text("fixed L=3")
     expect(page.locator("#compare-cards")).to_contain_text("UniTE k=10")   # a baseline of the paper's Table 1
+    expect(page.locator("#compare-cards")).to_contain_text("GaC")
 
 
 def test_cases_view_open_a_run_filter_select_and_rerun(page, run_dir):
@@ -197,7 +198,7 @@ def test_stop_after_a_completed_run_ends_cleanly_and_exports_the_stopped_run(pag
 
 def comparison_under_way(page, step: str) -> None:
     """Run the QA preset to Done with the automatic comparison on, and wait on the Compare tab
-    until the comparison reaches `step` ("(2/6)")."""
+    until the comparison reaches `step` ("(2/7)")."""
     auto_compare(page).check()
     pick_example(page, "Open-domain QA (4-shot)", "mona lisa")
     run_to_done(page)
@@ -207,7 +208,7 @@ def comparison_under_way(page, step: str) -> None:
 
 def test_stop_during_the_comparison_ends_it_cleanly(page):
     expect = sync_api.expect
-    comparison_under_way(page, "(2/6)")
+    comparison_under_way(page, "(2/7)")
     page.locator("#stop").click()
     expect(page.locator("#compare-status")).to_contain_text("Comparison stopped", timeout=30_000)
     expect(page.locator("#compare-status")).not_to_contain_text("Running")
@@ -239,7 +240,7 @@ def test_a_new_run_does_not_wait_for_the_comparison(page):
     """The automatic comparison holds the only decode slot; a new Run pre-empts it instead of
     queueing behind it, and the Compare tab says why it ended."""
     expect = sync_api.expect
-    comparison_under_way(page, "(1/6)")
+    comparison_under_way(page, "(1/7)")
     page.locator("#run").click()
     expect(page.locator("#compare-status")).to_contain_text("cancelled by a new run", timeout=30_000)
     expect(page.locator("#status")).to_contain_text("Done.", timeout=300_000)

@@ -93,8 +93,9 @@ def test_every_mode_has_a_round():
 
 @pytest.mark.parametrize("settings, prompt", [(dict(), 0), (dict(branches=3, tau=0.9, max_words=2), 1),
                                               (dict(stop=("\n",)), 0), (dict(mode="fixed", fixed_words=2), 1),
-                                              (dict(mode="unite", max_new_tokens=10), 0)],
-                         ids=["adafuse", "adafuse-B3", "adafuse-stop", "fixed", "unite"])
+                                              (dict(mode="unite", max_new_tokens=10), 0),
+                                              (dict(mode="gac", max_new_tokens=10), 1)],
+                         ids=["adafuse", "adafuse-B3", "adafuse-stop", "fixed", "unite", "gac"])
 def test_main_cache_after_every_round_of_the_pair(lms, seen, settings, prompt):
     cfg = DecodeConfig(**{"max_new_tokens": 20, **settings})
     rounds = len(adafuse.generate(lms, PROMPTS[prompt], cfg).rounds)

@@ -162,7 +162,7 @@ def test_compare_reuses_the_run_and_scores_every_method(studio, qa_run):
     outs = drain(studio.compare(state, *inputs(studio, max_new_tokens=3)))
     status, cards, fig, table, summary, md_path, results = outs[-1]
     names = [r["name"] for r in results]
-    assert names == ["AdaFuse", f"greedy {A}", f"greedy {B}", "fixed L=1", "fixed L=2", "fixed L=3", "UniTE k=10"]
+    assert names == ["AdaFuse", f"greedy {A}", f"greedy {B}", "fixed L=1", "fixed L=2", "fixed L=3", "UniTE k=10", "GaC"]
     assert results[0]["text"] == state["text"] and results[0]["seconds"] == pytest.approx(state["stats"]["seconds"], abs=1e-3)
     for r in results:
         assert r["objective"] is not None and math.isfinite(r["objective"]) and r["objective"] > 0
@@ -207,7 +207,7 @@ def test_a_new_run_ends_the_sessions_comparison(studio, qa_run):
     assert studio.announce_run("t", slots=1).startswith("Waiting for another request")
     assert studio.announce_run("s", slots=1) == "Stopping the comparison to start this run…"
     status, cards, fig, table, *rest = drain(gen)[-1]
-    assert status.startswith("Comparison cancelled by a new run; 1 of 7 methods measured")
+    assert status.startswith("Comparison cancelled by a new run; 1 of 8 methods measured")
     assert list(table["method"]) == ["AdaFuse"]
     assert studio.why_not_compare(qa_run[-1][5], "s") == "Comparison cancelled by a new run."
 

@@ -21,7 +21,7 @@ from ..trace import Trace
 # bytes can only be that key: cutting the line there leaves the head as a JSON object.
 TRACE_KEY = b', "trace": '
 REQUIRED = {"key": str, "task": str, "prediction": str, "metrics": dict}
-MODE_ORDER = {"adafuse": 0, "fixed": 1, "unite": 2, "greedy": 3}
+MODE_ORDER = {"adafuse": 0, "fixed": 1, "unite": 2, "gac": 3, "greedy": 4}
 # The per-item metric that says right or wrong, by the task's metric (adafuse/eval/tasks.py).
 # Translation compares sentence chrF: sentence BLEU is mostly zeros on short outputs.
 OUTCOME_METRIC = {"em": "em", "f1": "f1", "number": "accuracy", "bleu": "chrf"}

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate AdaFuse, fixed-length rounds and single-model greedy decoding on benchmark "
                     "tasks. Every finished item is saved at once; --resume continues an interrupted run.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="methods: adafuse | fixed:L | unite | unite:K | greedy:MODEL | greedy (every model)\n"
+        epilog="methods: adafuse | fixed:L | unite | unite:K | gac | greedy:MODEL | greedy (every model)\n"
                "tasks: " + ", ".join(tasks_mod.TASK_NAMES) + ", all, custom (with --data and --metric)\n"
                "rebuild reports of a finished or interrupted run: python -m adafuse eval report --out DIR\n"
                "bring in results computed on another machine: python -m adafuse eval merge --help")

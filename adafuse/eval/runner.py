@@ -41,7 +41,7 @@ SWEEP_KEYS = {"tau": "tau", "max_words": "max_words", "m": "max_words", "branche
 class Method:
     """One decoding method with all its settings: a column of the results table."""
     label: str                     # shown in tables: "adafuse", "adafuse B=3", "fixed:2", "greedy:gemma3-270m"
-    mode: str                      # adafuse | fixed | greedy | unite
+    mode: str                      # adafuse | fixed | greedy | unite | gac
     models: tuple[str, ...]
     tau: float = 0.7
     max_words: int = 3
@@ -60,6 +60,8 @@ class Method:
             return _safe(f"fixed_L{self.fixed_words}{end}")
         if self.mode == "unite":
             return _safe(f"unite_k{self.top_k}")
+        if self.mode == "gac":
+            return "gac"
         return _safe(f"greedy_{self.models[0]}")
 
     def params(self) -> dict:
@@ -118,6 +120,10 @@ def parse_methods(specs: Iterable[str], models: list[str], *, tau: float = 0.7, 
             if len(models) < 2:
                 raise InputError("unite needs at least two models (--models a,b)")
             out.append(Method("unite" if not arg else f"unite:{k}", "unite", tuple(models), top_k=k))
+        elif name == "gac" and not arg:
+            if len(models) < 2:
+                raise InputError("gac needs at least two models (--models a,b)")
+            out.append(Method("gac", "gac", tuple(models)))
         elif name == "greedy":
             chosen = models if arg in ("", "all") else [arg]
             for m in chosen:
@@ -125,7 +131,7 @@ def parse_methods(specs: Iterable[str], models: list[str], *, tau: float = 0.7, 
                     raise InputError(f"method {spec!r}: {m!r} is not among --models ({', '.join(models)})")
                 out.append(Method(f"greedy:{m}", "greedy", (m,)))
         else:
-            raise InputError(f"unknown method {spec!r}; use adafuse, fixed:L, unite[:K] or greedy:MODEL")
+            raise InputError(f"unknown method {spec!r}; use adafuse, fixed:L, unite[:K], gac or greedy:MODEL")
     unique = []
     for m in out:                   # "greedy:b,greedy" names b twice: keep it once
         if m.slug not in {u.slug for u in unique}:

@@ -1,5 +1,5 @@
 """The comparison: the same prompt decoded by each single model alone (greedy), by
-fixed-length rounds (L = 1, 2, 3) and by UniTE, next to AdaFuse, each measured on the ensemble's own
+fixed-length rounds (L = 1, 2, 3), by UniTE and by GaC, next to AdaFuse, each measured on the ensemble's own
 objective, latency, forward passes and, given a reference, the task metrics."""
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ def plan(lms: list, cfg: DecodeConfig) -> list[tuple[str, list, DecodeConfig]]:
     out = [(f"greedy {short_name(lm.name)}", [lm], replace(cfg, mode="greedy")) for lm in lms]
     out += [(f"fixed L={n}", lms, replace(cfg, mode="fixed", fixed_words=n)) for n in FIXED_LENGTHS]
     out.append((f"UniTE k={cfg.top_k}", lms, replace(cfg, mode="unite")))   # a Table 1 baseline of the paper
+    out.append(("GaC", lms, replace(cfg, mode="gac")))   # token-level averaging over whole vocabularies
     return out
 
 
