@@ -58,10 +58,10 @@ def build_union(vocabs: tuple[Vocab, ...]) -> Union:
     token_ids, class_of = [], []
     for v in vocabs:
         ids, cls = list(v.eos_ids), [0] * len(v.eos_ids)
-        proposable = v.proposable[:v.n_tokens].tolist()
+        # a token that may not be proposed, EOS (class 0), or a byte of a split character is no text class
+        text_token = (v.proposable[:v.n_tokens] & ~v.is_eos[:v.n_tokens]).tolist()
         for i, text in enumerate(v.texts):
-            # a token that may not be proposed, or a byte of a split character, is no class
-            if not proposable[i] or v.is_eos[i] or not text or "\ufffd" in text:
+            if not text_token[i] or not text or "\ufffd" in text:
                 continue
             if text not in number:
                 number[text] = len(classes)
