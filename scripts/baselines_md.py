@@ -6,8 +6,8 @@ Each RUN is an eval --out folder (or a folder of them, one per task); together t
 greedy and unite and/or gac results (a method's records are merged over the folders, the first
 record of an item kept). For each task: every method's score and cost (ms per output token,
 forward passes per item) on the items all methods finished, then each baseline paired item by item
-with AdaFuse and with the better model alone, and AdaFuse with that model (95% bootstrap
-interval). Markdown on stdout.
+with AdaFuse and with the better model alone, GaC with UniTE, and AdaFuse with that model (95%
+bootstrap interval). Markdown on stdout.
 """
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def main() -> None:
                  for s in slugs]
         print(f"| {task} ({metric}) | {len(keys)} | " + " | ".join(cells) + " |")
         best = max(singles, key=lambda s: sum(score[s].values()))
-        for x, y in [(b, y) for b in baselines for y in (ADAFUSE, best)] + [(ADAFUSE, best)]:
+        later = [(b, a) for i, a in enumerate(baselines) for b in baselines[i + 1:]]   # GaC vs UniTE
+        for x, y in [(b, y) for b in baselines for y in (ADAFUSE, best)] + later + [(ADAFUSE, best)]:
             pairs.append(f"| {task} | {x} vs {y} | " + paired_comparison(score[x], score[y], keys, metric)[0] + " |")
     print("\nCells: score (ms per output token / forward passes per item).\n")
     print("| task | comparison | items | better | worse | same | mean diff [95% CI] |")
