@@ -76,17 +76,3 @@ def test_the_harness_and_the_cli_name_the_method(capsys):
                      "--max-new-tokens", "4", "--json", "--device", "cpu"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["mode"] == "gac" and d["text"] and all(len(r["candidates"]) == 10 for r in d["rounds"])
-
-
-def test_the_trace_views_show_a_step_as_probabilities(lms):
-    from adafuse import render
-    trace = adafuse.generate(lms, PROMPT, DecodeConfig(mode="gac", max_new_tokens=3))
-    headers, rows = render.candidate_table(trace)
-    names = [render.short_name(m) for m in trace.models]
-    assert headers[4:] == [f"p {n}" for n in names] + ["mean p", "words"]
-    for row in rows:
-        p_a, p_b, mean = row[4:7]
-        assert 0 <= p_a <= 1 and 0 <= p_b <= 1 and abs(mean - (p_a + p_b) / 2) < 2e-4
-    winners = [row for row in rows if row[1] == "✓"]
-    assert len(winners) == len(trace.rounds)
-    assert all(w[6] == max(r[6] for r in rows if r[0] == w[0]) for w in winners)

@@ -1,7 +1,9 @@
-"""Rendering helpers on hand-built traces: spans, escaping, tables, summary, charts."""
+"""Rendering helpers on hand-built traces: spans, escaping, tables, summary, charts; and the
+token-level methods' tables on real traces."""
 import json
 
 import plotly.graph_objects as go
+import pytest
 
 from adafuse.trace import Candidate, Proposal, Round, Stats, Trace
 from adafuse import render
@@ -173,3 +175,22 @@ def test_a_candidate_cut_at_a_stop_string_shows_the_cut():
     assert "⏹ cut: \\nQuestion:" in render.candidate_rows_html(t.rounds[0], t.models)
     again = Trace.from_dict(json.loads(t.to_json())).rounds[0].candidates[-1]
     assert (again.stop, again.dropped) == ("\n", "\nQuestion:")
+
+
+@pytest.mark.parametrize("mode", ["unite", "gac"])
+def test_token_level_steps_show_as_probabilities(lms, mode):
+    """UniTE's and GaC's numbers are -log p of tokens (adafuse/unite.py, gac.py): the candidate
+    table and the spans view show them as probabilities, the mean over models deciding."""
+    import adafuse
+    from adafuse import DecodeConfig, render
+    trace = adafuse.generate(lms, "Question: who wrote Hamlet?\nAnswer:", DecodeConfig(mode=mode, max_new_tokens=3))
+    headers, rows = render.candidate_table(trace)
+    names = [render.short_name(m) for m in trace.models]
+    assert headers[4:] == [f"p {n}" for n in names] + ["mean p", "words"]
+    for row in rows:
+        p_a, p_b, mean = row[4:7]
+        assert 0 <= p_a <= 1 and 0 <= p_b <= 1 and mean == pytest.approx((p_a + p_b) / 2, abs=2e-4)
+    winners = [row for row in rows if row[1] == "✓"]
+    assert len(winners) == len(trace.rounds)
+    assert all(w[6] == max(r[6] for r in rows if r[0] == w[0]) for w in winners)   # the most likely token
+    assert "mean p" in render.spans_html(trace)

@@ -2,8 +2,6 @@
 single-model invariants, and every score a trace reports recomputed from the models' distributions."""
 import math
 
-import pytest
-
 import adafuse
 from adafuse import DecodeConfig
 from adafuse.state import start
@@ -62,18 +60,3 @@ def test_cli_generate_mode_unite(capsys):
     assert cli_main(["generate", "--prompt", PROMPT, "--models", pair, "--mode", "unite", "--top-k", "0"]) == 2
     err = capsys.readouterr().err
     assert "top_k" in err and "Traceback" not in err
-
-
-def test_the_trace_views_show_a_step_as_probabilities(lms):
-    from adafuse import render
-    trace = adafuse.generate(lms, PROMPT, DecodeConfig(mode="unite", max_new_tokens=3))
-    headers, rows = render.candidate_table(trace)
-    names = [render.short_name(m) for m in trace.models]
-    assert headers[4:] == [f"p {n}" for n in names] + ["mean p", "words"]
-    for row in rows:
-        p_a, p_b, mean = row[4:7]
-        assert 0 <= p_a <= 1 and 0 <= p_b <= 1 and mean == pytest.approx((p_a + p_b) / 2, abs=2e-4)
-    winners = [row for row in rows if row[1] == "✓"]
-    assert len(winners) == len(trace.rounds)
-    assert all(w[6] == max(r[6] for r in rows if r[0] == w[0]) for w in winners)   # the most likely token
-    assert "mean p" in render.spans_html(trace)
