@@ -469,7 +469,10 @@ class _Fused:
                     and (lin.bias is None) == (linears[0].bias is None) for lin in linears)
         if not plain:
             return
-        with torch.no_grad():
+        # ordinary tensors even when the engine is first claimed under inference mode (a decode
+        # is): the model's weights become views of these, and an inference tensor there would
+        # break every later autograd-tracked forward of the model
+        with torch.inference_mode(False), torch.no_grad():
             self.weight = torch.cat([lin.weight for lin in linears])
             self.bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
             start = 0

@@ -185,12 +185,17 @@ def test_prefill_in_graph_chunks_matches_hf(monkeypatch):
 def test_stacked_projections_share_the_models_weights():
     """The fast forward runs q, k, v (with Qwen2's biases) and gate, up as one matmul each over
     stacked weights; the model's own layers then read views of them: no second copy, and HF's
-    forward gives the same logits, bit for bit."""
+    forward gives the same logits, bit for bit. The engine is claimed under inference mode, as a
+    decode claims it: the model's weights stay ordinary tensors, so autograd can still use it."""
     lm = tiny_lm("qwen2")
     ids = list(range(3, 15))
     before = hf_logits(lm, ids)
     n_bytes = sum(p.numel() * p.element_size() for p in lm.model.parameters())
-    main = fast.claim(lm, _Owner(), len(ids), FORCED)
+    with torch.inference_mode():
+        main = fast.claim(lm, _Owner(), len(ids), FORCED)
+    assert not any(p.is_inference() for p in lm.model.parameters())
+    tracked = lm.model(input_ids=torch.tensor([ids])).logits   # autograd records this forward
+    assert tracked.requires_grad and torch.equal(tracked.detach()[0].float(), before)
     engine = main.engine
     for layer, qkv, gate_up in zip(lm.model.model.layers, engine.qkv, engine.gate_up):
         attn = layer.self_attn
