@@ -57,18 +57,12 @@ def stands_on(state: ModelState, committed: str, text: str, eos: bool) -> int | 
     return full[p]
 
 
-def probability(state: ModelState, committed: str, text: str, eos: bool) -> tuple[float, int | None]:
-    """This model's probability of one union token it did not rank in its top-k, and the id it
-    stands on (the paper's rule for a token its vocabulary splits; 0 and None: stands_on)."""
-    i = stands_on(state, committed, text, eos)
-    return (0.0, None) if i is None else (float(state.next_logprobs[i].exp()), i)
-
-
 def probabilities(state: ModelState, committed: str, union: list[Candidate],
                   own: dict[tuple[str, bool], tuple[float, int]]) -> tuple[list[float], list[int | None]]:
     """This model's probability of every union token and the id it stands on: its own top-k entry
-    where it ranked the token, probability() otherwise, the latter read from the device in one copy
-    (one read per token would wait for the GPU some ten times a step)."""
+    where it ranked the token, otherwise that of the token it stands on (the paper's rule for a
+    token its vocabulary splits; 0 where it stands on none), read from the device in one copy for
+    all of them (one read per token would wait for the GPU some ten times a step)."""
     probs: list[float | None] = []
     ids: list[int | None] = []
     for c in union:

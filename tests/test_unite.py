@@ -5,7 +5,7 @@ import math
 import adafuse
 from adafuse import DecodeConfig
 from adafuse.state import start
-from adafuse.unite import probability, top_k
+from adafuse.unite import stands_on, top_k
 
 PROMPT = "Question: who wrote Hamlet?\nAnswer:"
 
@@ -31,7 +31,10 @@ def test_every_score_of_a_step_is_the_union_probability_averaged_over_models(lms
     avg = [0.0] * len(union)
     for s in states:
         own = {(t, e): p for t, e, _, p in top_k(s, 10)}
-        probs = [own.get(key, probability(s, "", *key)[0]) for key in union]
+        probs = []
+        for key in union:   # each unranked token read alone, not in probabilities()' one copy
+            i = None if key in own else stands_on(s, "", *key)
+            probs.append(own[key] if key in own else 0.0 if i is None else float(s.next_logprobs[i].exp()))
         for j, c in enumerate(first.candidates):
             q = probs[j] / sum(probs)
             assert math.isclose(c.nll[s.name], -math.log(q), abs_tol=1e-4)
