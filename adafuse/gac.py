@@ -134,9 +134,10 @@ def gac_round(states: list[ModelState], cfg: DecodeConfig, budgets: list[int], c
         m = float(mean[c])
         cand.score = -math.log(m) if m > 0 else math.inf
         candidates.append(cand)
-    # 4. Commit: every model appends the winner, as its own token where it has one.
+    # 4. Commit: every model appends the winner, as its own token where it has one (found above).
     win = candidates[0]
-    for k, (s, (_, probs)) in enumerate(zip(states, per_model)):
-        ids, at = commit(s, committed, win, own_token(union, k, probs, best))
+    for s in states:
+        own = win.token_ids[s.name]
+        ids, at = commit(s, committed, win, own[0] if own else None)
         win.add_score(s.name, win.nll[s.name], ids, at)   # the tokens it went in as
     return Round(index, proposals, candidates, 0)
